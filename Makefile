@@ -1,0 +1,83 @@
+# Every target is thin: it calls the package CLI or a tool. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# No telemetry, no update checks, no interpreter downloads: nothing leaves this machine
+# beyond the package registries.
+export DVC_NO_ANALYTICS := 1
+export BENTOML_DO_NOT_TRACK := True
+export ITERATIVE_DO_NOT_TRACK := 1
+export UV_PYTHON_DOWNLOADS := never
+export MPLBACKEND := Agg
+# DVC stages run `python -m …`: make that the project's interpreter.
+export PATH := $(abspath .venv)/bin:$(PATH)
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+TF := $(BIN)/traffic-forecast
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Install the locked dependencies into .venv (uv)
+
+.PHONY: params
+params: install ## Compose conf/ into params.yaml (what `dvc exp run` does)
+	$(TF) params
+
+.PHONY: data
+data: install ## Get data/raw at the version data.dvc names (pull, or regenerate and push)
+	$(TF) data
+
+.PHONY: repro
+repro: data ## Run the DVC pipeline (validate → features → train → evaluate)
+	$(BIN)/dvc repro
+
+.PHONY: demo
+demo: repro ## Install, get the data and run the whole pipeline end to end
+	$(TF) summary
+
+.PHONY: test
+test: install ## Install and run every test, slow ones included (what CI runs)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test-fast
+test-fast: install ## Run the tests that start no server and no workflow
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff, mypy (strict on src/), zizmor and actionlint on the workflows
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/zizmor --offline .github/workflows
+	$(BIN)/actionlint
+
+.PHONY: format
+format: install ## Format and auto-fix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: bench
+bench: install ## Benchmarks: validation (example and 10M rows) and the pipeline
+	$(BIN)/python benchmarks/validate.py
+	$(BIN)/python benchmarks/pipeline.py
+
+.PHONY: clean
+clean: ## Remove generated data and reports (data/raw and the DVC cache stay)
+	rm -rf data/validated data/features models reports/*.png

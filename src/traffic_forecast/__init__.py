@@ -1,0 +1,1 @@
+"""GitOps ML template: hourly e-retail traffic forecasting."""

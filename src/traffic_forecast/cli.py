@@ -1,0 +1,56 @@
+"""The command line: ``traffic-forecast <command>``. Thin: each command calls a module's main."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from traffic_forecast.errors import TrafficForecastError
+
+log = logging.getLogger("traffic_forecast")
+
+COMMANDS = {
+    "simulate": ("traffic_forecast.simulate", "write the example raw tables (data/raw)"),
+    "data": ("traffic_forecast.datastore", "get data/raw at the version data.dvc names"),
+    "params": ("traffic_forecast.params", "compose conf/ into params.yaml (as dvc exp run does)"),
+    "validate": ("traffic_forecast.pipeline.validate", "stage 1: validate the raw tables"),
+    "features": ("traffic_forecast.pipeline.features", "stage 2: build the model-ready frame"),
+    "train": ("traffic_forecast.pipeline.train", "stage 3: fit the configured forecaster"),
+    "evaluate": ("traffic_forecast.pipeline.evaluate", "stage 4: backtest model and baseline"),
+}
+
+
+def configure_logging() -> None:
+    """Plain messages on stderr; ``TRAFFIC_FORECAST_LOG=DEBUG`` shows more."""
+    level = os.environ.get("TRAFFIC_FORECAST_LOG", "INFO").upper()
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+
+
+def run_stage(body: Callable[[list[str]], int], argv: list[str] | None) -> int:
+    """Run a command body; a `TrafficForecastError` becomes one line and an exit code."""
+    configure_logging()
+    try:
+        return body(list(sys.argv[1:] if argv is None else argv))
+    except TrafficForecastError as exc:
+        log.error("error: %s", exc)
+        return exc.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``traffic-forecast <command> [args…]`` to the command's module."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        usage = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+        print(f"usage: traffic-forecast <command> [args…]\n\ncommands:\n{usage}")
+        return 0 if args[:1] in ([], ["-h"], ["--help"]) else 2
+    module = importlib.import_module(COMMANDS[args[0]][0])
+    code: int = module.main(args[1:])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The DVC pipeline stages, one module each: validate → features → train → evaluate."""

@@ -1,0 +1,265 @@
+"""The validate stage: each kind of bad input is reported by file, column, check and line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import BIKE_SHARING_CSV, REPO_ROOT, needs_shared_data
+from traffic_forecast.config import Config, compose, to_typed
+from traffic_forecast.errors import ConfigError
+from traffic_forecast.pipeline import validate
+from traffic_forecast.tables import Failure
+
+Mutation = Callable[[Path], None]
+
+
+def _edit_lines(name: str, edit: Callable[[list[str]], list[str]]) -> Mutation:
+    def mutate(raw_dir: Path) -> None:
+        path = raw_dir / name
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text("".join(edit(lines)), encoding="utf-8")
+
+    return mutate
+
+
+def _set_cell(name: str, line: int, column: int, value: str) -> Mutation:
+    def edit(lines: list[str]) -> list[str]:
+        cells = lines[line - 1].rstrip("\n").split(",")
+        cells[column] = value
+        lines[line - 1] = ",".join(cells) + "\n"
+        return lines
+
+    return _edit_lines(name, edit)
+
+
+def _drop_column(name: str, column: int) -> Mutation:
+    def edit(lines: list[str]) -> list[str]:
+        return [
+            ",".join(c for i, c in enumerate(ln.rstrip("\n").split(",")) if i != column) + "\n"
+            for ln in lines
+        ]
+
+    return _edit_lines(name, edit)
+
+
+def _write_bytes(name: str, content: Callable[[bytes], bytes]) -> Mutation:
+    def mutate(raw_dir: Path) -> None:
+        path = raw_dir / name
+        path.write_bytes(content(path.read_bytes()))
+
+    return mutate
+
+
+TRAFFIC, EVENTS, INFRA = "traffic.csv", "sale_events.csv", "infrastructure.csv"
+
+# (mutation, file, column, check, CSV lines the report must name; () = not row-specific)
+BAD_INPUTS: dict[str, tuple[Mutation, str, str, str, tuple[int, ...]]] = {
+    "missing_column": (_drop_column(TRAFFIC, 1), TRAFFIC, "sessions", "column_in_dataframe", ()),
+    "extra_column": (
+        _edit_lines(
+            TRAFFIC,
+            lambda ls: [ls[0].rstrip() + ",region\n"] + [ln.rstrip() + ",eu\n" for ln in ls[1:]],
+        ),
+        TRAFFIC,
+        "region",
+        "column_in_schema",
+        (),
+    ),
+    "wrong_dtype": (
+        _set_cell(TRAFFIC, 5, 1, "12k"),
+        TRAFFIC,
+        "sessions",
+        "parsable_as_number",
+        (5,),
+    ),
+    "float_in_int_column": (_set_cell(INFRA, 7, 1, "3.5"), INFRA, "instances", "integer", (7,)),
+    "unparsable_timestamp": (
+        _set_cell(TRAFFIC, 5, 0, "2024-13-45 00:00:00"),
+        TRAFFIC,
+        "timestamp",
+        "parsable_as_timestamp",
+        (5,),
+    ),
+    "duplicated_hour": (
+        _edit_lines(TRAFFIC, lambda ls: [*ls[:5], ls[4], *ls[5:]]),
+        TRAFFIC,
+        "timestamp",
+        "field_uniqueness",
+        (5, 6),
+    ),
+    "gap_in_hours": (
+        _edit_lines(TRAFFIC, lambda ls: [*ls[:4], *ls[5:]]),
+        TRAFFIC,
+        "timestamp",
+        "no_gap_before",
+        (5,),
+    ),
+    "negative_traffic": (
+        _set_cell(TRAFFIC, 9, 1, "-5"),
+        TRAFFIC,
+        "sessions",
+        "greater_than_or_equal_to(0.0)",
+        (9,),
+    ),
+    "nan_spelled": (_set_cell(TRAFFIC, 9, 1, "NaN"), TRAFFIC, "sessions", "not_nan", (9,)),
+    "empty_cell": (_set_cell(INFRA, 3, 2, ""), INFRA, "cpu_utilization", "not_nullable", (3,)),
+    "infinity": (_set_cell(INFRA, 4, 3, "inf"), INFRA, "p95_latency_ms", "finite", (4,)),
+    "empty_file": (_write_bytes(TRAFFIC, lambda _: b""), TRAFFIC, "-", "file_not_empty", ()),
+    "header_only": (
+        _write_bytes(TRAFFIC, lambda b: b.split(b"\n")[0] + b"\n"),
+        TRAFFIC,
+        "-",
+        "has_rows",
+        (),
+    ),
+    "missing_file": (lambda d: (d / INFRA).unlink(), INFRA, "-", "file_exists", ()),
+    "not_utf8": (
+        _write_bytes(INFRA, lambda b: b.replace(b"2024.01.0", "2024.01.\xe9".encode("latin-1"), 1)),
+        INFRA,
+        "-",
+        "utf8_encoding",
+        (2,),
+    ),
+    "truncated": (
+        _write_bytes(INFRA, lambda b: b[: b.rstrip(b"\n").rfind(b",", 0, len(b) - 30)]),
+        INFRA,
+        "app_version",
+        "not_nullable",
+        (),
+    ),
+    "event_ends_before_start": (
+        _edit_lines(EVENTS, lambda ls: [ls[0], _swap_start_end(ls[1]), *ls[2:]]),
+        EVENTS,
+        "start, end",
+        "end_after_start",
+        (2,),
+    ),
+    "unknown_sale_kind": (_set_cell(EVENTS, 3, 2, "mega_sale"), EVENTS, "kind", "isin", (3,)),
+    "infrastructure_hour_missing": (
+        _edit_lines(INFRA, lambda ls: [*ls[:10], *ls[11:]]),
+        INFRA,
+        "timestamp",
+        "covers_every_traffic_hour",
+        (11,),
+    ),
+}
+
+
+def _swap_start_end(line: str) -> str:
+    cells = line.rstrip("\n").split(",")
+    cells[3], cells[4] = cells[4], cells[3]
+    return ",".join(cells) + "\n"
+
+
+def _find(failures: list[Failure], file: str, column: str, check: str) -> Failure:
+    found = [
+        f
+        for f in failures
+        if Path(f.file).name == file and f.column == column and f.check.startswith(check)
+    ]
+    assert found, f"no {check} failure on {file}:{column}; got {failures}"
+    return found[0]
+
+
+def test_example_tables_pass_and_are_written(small_raw: Config) -> None:
+    assert validate.validate_and_log(small_raw) == 0
+    out = Path(small_raw.paths.validated_dir)
+    traffic = pd.read_parquet(out / "traffic.parquet")
+    assert list(traffic.columns) == ["timestamp", "target"]
+    assert traffic["timestamp"].diff().dropna().eq(pd.Timedelta(hours=1)).all()
+    assert {p.name for p in out.iterdir()} == set(validate.TABLE_FILES.values())
+    report = json.loads((Path(small_raw.paths.reports_dir) / "validation.json").read_text())
+    assert report["passed"] is True
+    assert report["failures"] == []
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input_is_reported_and_nothing_is_overwritten(
+    case: str, small_raw: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    mutate, file, column, check, lines = BAD_INPUTS[case]
+    assert validate.validate_and_log(small_raw) == 0  # a previous good run
+    out = Path(small_raw.paths.validated_dir)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    mutate(Path(small_raw.paths.raw_dir))
+    assert validate.validate_and_log(small_raw) == 1
+
+    result = validate.run(small_raw)
+    failure = _find(result.failures, file, column, check)
+    if lines:
+        assert set(lines) <= set(failure.lines), failure
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    report_md = (Path(small_raw.paths.reports_dir) / "validation.md").read_text()
+    assert f"| `{failure.file}` | `{column}` | {failure.check} |" in report_md
+    assert "Traceback" not in caplog.text
+
+
+def test_truncated_file_names_its_last_line(small_raw: Config) -> None:
+    infra = Path(small_raw.paths.raw_dir) / INFRA
+    text = infra.read_bytes()
+    infra.write_bytes(text[: len(text) - 20])
+    last_line = infra.read_bytes().count(b"\n") + 1
+    failures = validate.run(small_raw).failures
+    assert any(last_line in f.lines for f in failures if Path(f.file).name == INFRA), failures
+
+
+def test_every_failure_is_reported_at_once(small_raw: Config) -> None:
+    raw = Path(small_raw.paths.raw_dir)
+    for case in ("negative_traffic", "event_ends_before_start", "float_in_int_column"):
+        BAD_INPUTS[case][0](raw)
+    files = {Path(f.file).name for f in validate.run(small_raw).failures}
+    assert files == {TRAFFIC, EVENTS, INFRA}
+
+
+def test_cli_exits_non_zero_without_traceback(small_raw: Config, tmp_path: Path) -> None:
+    BAD_INPUTS["negative_traffic"][0](Path(small_raw.paths.raw_dir))
+    raw = small_raw.paths.raw_dir
+    overrides = [
+        f"data.traffic_file={raw}/{TRAFFIC}",
+        f"data.sale_events_file={raw}/{EVENTS}",
+        f"data.infrastructure_file={raw}/{INFRA}",
+        f"paths.reports_dir={tmp_path}/reports",
+        f"paths.validated_dir={tmp_path}/validated",
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", "traffic_forecast.pipeline.validate", *overrides],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert "validation failed" in run.stderr
+    assert f"{tmp_path}/reports/validation.md" in run.stderr
+
+
+def test_misspelt_setting_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="fill_gap"):
+        to_typed(compose(["+data.fill_gap=zero"]), origin="test")
+    with pytest.raises(ConfigError, match="fill_gaps"):
+        to_typed(compose(["data.fill_gaps=interpolate"]), origin="test")
+
+
+@needs_shared_data()
+def test_bring_your_own_csv_reports_gaps_then_fills_them_when_asked(tmp_path: Path) -> None:
+    paths = [f"paths.reports_dir={tmp_path}", f"paths.validated_dir={tmp_path}/v"]
+    strict = to_typed(compose(["data=csv", *paths]), origin="test")
+    gaps = _find(validate.run(strict).failures, BIKE_SHARING_CSV.name, "dteday", "no_gap_before")
+    assert gaps.count > 50
+
+    filled = to_typed(compose(["data=bike_sharing", *paths]), origin="test")
+    result = validate.run(filled)
+    assert result.passed, result.failures
+    traffic = result.tables["traffic"]
+    assert len(traffic) == 17_379 + 165
+    assert {"event__holiday", "event__workingday"} <= set(traffic.columns)
+    assert any("165 missing hours filled" in note for note in result.notes)
