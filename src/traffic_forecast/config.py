@@ -14,7 +14,7 @@ from typing import Any
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from traffic_forecast.errors import ConfigError
@@ -23,6 +23,8 @@ CONF_DIR = Path("conf")
 PARAMS_FILE = Path("params.yaml")
 FILL_GAPS = ("none", "zero")
 DATA_SOURCES = ("simulator", "external")
+HOLIDAY_CALENDARS = ("us_federal", "none")
+BACKTEST_STRATEGIES = ("refit", "update", "no-update_params")
 
 
 @dataclass
@@ -73,17 +75,75 @@ class DataConfig:
 
 
 @dataclass
+class FeaturesConfig:
+    """The exogenous features of the model-ready frame (history and horizon alike)."""
+
+    horizon: int = 168  # hours of future features built past the last observed hour
+    holidays: str = "us_federal"  # public-holiday calendar: us_federal or none
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ConfigError(f"features.horizon={self.horizon}: must be at least 1 hour")
+        if self.holidays not in HOLIDAY_CALENDARS:
+            raise ConfigError(
+                f"features.holidays={self.holidays!r}: choose one of {HOLIDAY_CALENDARS}"
+            )
+
+
+@dataclass
+class ModelConfig:
+    """A forecaster: a ``_target_`` block that Hydra instantiates, and what it needs."""
+
+    name: str = MISSING
+    forecaster: dict[str, Any] = MISSING
+    uses_exog: bool = False  # fit/predict with the calendar and sale features as X
+
+
+@dataclass
+class BacktestConfig:
+    """The rolling-origin backtest: the same folds for the model and the baseline."""
+
+    horizon: int = 24
+    n_folds: int = 26
+    step_hours: int = 168
+    coverage: float = 0.9  # prediction-interval coverage scored in the backtest
+    strategy: str = "refit"  # sktime evaluate: refit, update or no-update_params
+    backend: str | None = None  # sktime evaluate backend: null, loky, multiprocessing, dask
+    n_jobs: int = 1
+
+    def __post_init__(self) -> None:
+        if min(self.horizon, self.n_folds, self.step_hours) < 1:
+            raise ConfigError("backtest.horizon, n_folds and step_hours must all be at least 1")
+        if not 0.0 < self.coverage < 1.0:
+            raise ConfigError(f"backtest.coverage={self.coverage}: must lie in (0, 1)")
+        if self.strategy not in BACKTEST_STRATEGIES:
+            raise ConfigError(
+                f"backtest.strategy={self.strategy!r}: choose one of {BACKTEST_STRATEGIES}"
+            )
+
+
+@dataclass
+class GateConfig:
+    """Pass/fail thresholds for a pull request's metrics."""
+
+    max_mase_regression_pct: float = 2.0
+    max_sale_error_regression_pct: float = 5.0
+    must_beat_baseline: bool = True
+    override_label: str = "gate-override"
+
+
+@dataclass
 class Config:
     """The whole composed configuration (``conf/config.yaml`` and its groups)."""
 
     seed: int = 42
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    features: dict[str, Any] = field(default_factory=dict)
-    model: dict[str, Any] = field(default_factory=dict)
-    baseline: dict[str, Any] = field(default_factory=dict)
-    backtest: dict[str, Any] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    baseline: ModelConfig = field(default_factory=ModelConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 def to_typed(raw: DictConfig | dict[str, Any], *, origin: str) -> Config:

@@ -41,8 +41,23 @@ def data_in_sync() -> bool:
     return not changes
 
 
+def workspace_matches(raw_dir: str) -> bool:
+    """True when the files in ``raw_dir`` hash to what ``data.dvc`` names, cached or not.
+
+    ``dvc status`` cannot answer this for freshly written files: while the version is not in
+    the cache it reports "not in cache" and never compares the workspace. ``dvc data status``
+    hashes the workspace and lists the output as unchanged when it matches. Its target must be
+    the output's path: given ``data.dvc`` it reports nothing at all.
+    """
+    status = _dvc("data", "status", raw_dir, "--json", "--unchanged")
+    if status.returncode != 0:
+        raise DataVersionError(f"`dvc data status {raw_dir}` failed: {status.stderr.strip()}")
+    report: dict[str, object] = json.loads(status.stdout or "{}")
+    return bool(report.get("unchanged")) and not report.get("uncommitted")
+
+
 def pull() -> None:
-    """``dvc pull data.dvc``; any file it cannot fetch is an error naming the files."""
+    """``dvc pull data.dvc``; any file it cannot fetch is an error quoting DVC (md5s, not names)."""
     result = _dvc("pull", DATA_DVC)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
@@ -56,7 +71,7 @@ def regenerate(cfg: Config) -> None:
     """Rewrite ``data/raw`` with the simulator, then hash-check it against ``data.dvc``."""
     sim = SimulationConfig(**asdict(cfg.data.simulator))
     write_raw_tables(simulate(sim), Path(cfg.paths.raw_dir))
-    if not data_in_sync():
+    if not workspace_matches(cfg.paths.raw_dir):
         raise DataVersionError(
             "the simulator's output does not hash to the version data.dvc names (simulator code "
             "or data.simulator settings changed). To make it the new version: "
@@ -74,6 +89,20 @@ def push() -> None:
         raise DataVersionError(f"`dvc push {DATA_DVC}` failed: {result.stderr.strip()}")
 
 
+def files_not_in_remote(raw_dir: str) -> list[str]:
+    """The files of ``raw_dir`` the remote lacks, checked file by file.
+
+    ``dvc push`` and ``dvc status -c`` only ask the remote for the directory's ``.dir``
+    manifest: when it is there they take every file as there, so a file lost from the remote
+    is never uploaded again. ``dvc data status --not-in-remote --granular`` asks for each file.
+    """
+    status = _dvc("data", "status", raw_dir, "--json", "--not-in-remote", "--granular")
+    if status.returncode != 0:
+        raise DataVersionError(f"`dvc data status {raw_dir}` failed: {status.stderr.strip()}")
+    report: dict[str, list[str]] = json.loads(status.stdout or "{}")
+    return sorted(report.get("not_in_remote", []))
+
+
 def ensure_data(cfg: Config, *, allow_regenerate: bool = True) -> str:
     """Make ``data/raw`` the version ``data.dvc`` names; say how (present, pulled, regenerated)."""
     if data_in_sync():
@@ -86,6 +115,16 @@ def ensure_data(cfg: Config, *, allow_regenerate: bool = True) -> str:
         log.warning("%s\nregenerating the example data with the simulator instead", pull_error)
         regenerate(cfg)
         push()
+        if missing := files_not_in_remote(cfg.paths.raw_dir):
+            log.warning(
+                "the remote still lacks %s after `dvc push`: it holds the directory's .dir "
+                "manifest, so DVC takes the directory as complete and uploads none of its files "
+                "again. Delete that .dir object (the md5 in %s) from the remote, then run "
+                "`dvc push %s`; until then every fresh clone regenerates the data",
+                ", ".join(missing),
+                DATA_DVC,
+                DATA_DVC,
+            )
         return "regenerated"
     if not data_in_sync():
         raise DataVersionError("data/raw still differs from data.dvc after `dvc pull`")

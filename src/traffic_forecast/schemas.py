@@ -137,3 +137,27 @@ def sale_events_schema(known_kinds: list[str]) -> pa.DataFrameSchema:
     """`SaleEventsRaw` with ``kind`` restricted to the configured sale kinds."""
     schema = SaleEventsRaw.to_schema()
     return schema.update_column(SaleEventsRaw.kind, checks=[pa.Check.isin(sorted(known_kinds))])
+
+
+class FutureFeatures(HourlyIndexed):
+    """Exogenous features known in advance: calendar, public holidays and the sale calendar.
+
+    Built the same way for history and for the forecast horizon, so a model sees in training
+    exactly what it will be given when it forecasts.
+    """
+
+    hour: Series[int] = pa.Field(ge=0, le=23)
+    day_of_week: Series[int] = pa.Field(ge=0, le=6)
+    hour_of_week: Series[int] = pa.Field(ge=0, le=167)
+    month: Series[int] = pa.Field(ge=1, le=12)
+    is_weekend: Series[int] = pa.Field(isin=[0, 1])
+    is_holiday: Series[int] = pa.Field(isin=[0, 1])
+    sale_active: Series[int] = pa.Field(isin=[0, 1])
+    sale_discount: Series[float] = pa.Field(ge=0.0, le=100.0)
+    sale_hours_since_start: Series[float] = pa.Field(ge=0.0)
+    sale_hours_since_end: Series[float] = pa.Field(ge=0.0)
+    sale_kind: Series[int] | None = pa.Field(alias="^sale_kind__.+$", regex=True, isin=[0, 1])
+
+
+class ModelFrame(FutureFeatures, TrafficRaw):
+    """The model-ready hourly frame: the validated target with its exogenous features."""

@@ -1,0 +1,73 @@
+"""Where a model came from: data version, code commit, config hash, library versions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+DATA_DVC = Path("data.dvc")
+TRACKED_LIBRARIES = (
+    "traffic-forecast",
+    "sktime",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "dvc",
+    "pandera",
+)
+
+
+def data_version(dvc_file: Path = DATA_DVC) -> str:
+    """The DVC hash of ``data/raw`` as ``data.dvc`` names it (``unknown`` without it)."""
+    if not dvc_file.is_file():
+        return "unknown"
+    outs = yaml.safe_load(dvc_file.read_text(encoding="utf-8")).get("outs", [])
+    return str(outs[0]["md5"]) if outs else "unknown"
+
+
+def git_commit() -> str:
+    """The commit of the working tree, with ``-dirty`` when it has uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """A short, stable hash of a resolved config (sorted-key JSON)."""
+    text = json.dumps(resolved, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """A short hash of a DataFrame's values and index (what the model was really fit on)."""
+    digest = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+    return hashlib.sha256(digest).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries that decide a model's numbers."""
+    found = {"python": platform.python_version()}
+    for name in TRACKED_LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found

@@ -1,0 +1,191 @@
+"""Stage 2, features: the model-ready hourly frame for the history and the forecast horizon.
+
+Only what is known in advance goes into the exogenous features: the calendar, public holidays
+and the sale calendar (``sale_events.csv`` lists sales planned beyond the last observed hour).
+Event flags of a bring-your-own CSV are validated but not used here: their future values are
+not in the file, so a model could learn from them but never be given them when it forecasts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.holiday import USFederalHolidayCalendar
+
+from traffic_forecast.cli import run_stage
+from traffic_forecast.config import Config, FeaturesConfig, load_config
+from traffic_forecast.errors import PipelineInputError
+from traffic_forecast.io import write_parquet_atomic
+from traffic_forecast.pipeline.validate import TABLE_FILES
+from traffic_forecast.schemas import FutureFeatures, ModelFrame, SaleEventsRaw, TrafficRaw
+
+log = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.parquet"
+FUTURE_FILE = "future.parquet"
+SALE_KIND_PREFIX = "sale_kind__"
+# Beyond this many hours after a sale its after-effect is gone; capping keeps the feature
+# bounded so a model does not learn from "hours since the last sale" at large values.
+SALE_AFTERMATH_CAP_HOURS = 72.0
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """The features stage's outputs: observed history and the horizon to forecast."""
+
+    history: pd.DataFrame  # ModelFrame
+    future: pd.DataFrame  # FutureFeatures
+
+
+def exogenous_columns(frame: pd.DataFrame) -> list[str]:
+    """The feature columns of a `ModelFrame` or `FutureFeatures` frame, in a stable order."""
+    excluded = {TrafficRaw.timestamp, TrafficRaw.target}
+    return [c for c in frame.columns if c not in excluded and not c.startswith("event__")]
+
+
+def calendar_features(stamps: pd.DatetimeIndex, holidays: str) -> pd.DataFrame:
+    """Hour, weekday, hour of week, month, weekend and public-holiday flags per timestamp."""
+    day_of_week = stamps.dayofweek.to_numpy()
+    hour = stamps.hour.to_numpy()
+    if holidays == "us_federal":
+        dates = USFederalHolidayCalendar().holidays(stamps.min().normalize(), stamps.max())
+        is_holiday = stamps.normalize().isin(dates)
+    else:
+        is_holiday = np.zeros(len(stamps), dtype=bool)
+    return pd.DataFrame(
+        {
+            FutureFeatures.hour: hour,
+            FutureFeatures.day_of_week: day_of_week,
+            FutureFeatures.hour_of_week: day_of_week * 24 + hour,
+            FutureFeatures.month: stamps.month.to_numpy(),
+            FutureFeatures.is_weekend: (day_of_week >= 5).astype(int),
+            FutureFeatures.is_holiday: np.asarray(is_holiday, dtype=int),
+        },
+        index=stamps,
+    )
+
+
+def sale_features(stamps: pd.DatetimeIndex, events: pd.DataFrame, kinds: list[str]) -> pd.DataFrame:
+    """Per hour: is a sale on, its discount, hours since it started or ended, its kind."""
+    n = len(stamps)
+    active = np.zeros(n, dtype=int)
+    discount = np.zeros(n)
+    since_start = np.zeros(n)
+    since_end = np.full(n, SALE_AFTERMATH_CAP_HOURS)
+    kind_flags = {kind: np.zeros(n, dtype=int) for kind in kinds}
+    hours = stamps.to_numpy()
+    one_hour = np.timedelta64(1, "h")
+    for event in events.sort_values(SaleEventsRaw.start).itertuples(index=False):
+        start = np.datetime64(getattr(event, SaleEventsRaw.start))
+        end = np.datetime64(getattr(event, SaleEventsRaw.end))
+        during = (hours >= start) & (hours < end)
+        # Overlapping sales: the larger discount describes the hour.
+        stronger = during & (getattr(event, SaleEventsRaw.discount_pct) >= discount)
+        active[during] = 1
+        discount[stronger] = float(getattr(event, SaleEventsRaw.discount_pct))
+        since_start[stronger] = (hours[stronger] - start) / one_hour
+        for kind, flags in kind_flags.items():
+            flags[stronger] = int(getattr(event, SaleEventsRaw.kind) == kind)
+        after = (hours >= end) & (hours < end + SALE_AFTERMATH_CAP_HOURS * one_hour)
+        since_end[after] = np.minimum(since_end[after], (hours[after] - end) / one_hour)
+    columns = {
+        FutureFeatures.sale_active: active,
+        FutureFeatures.sale_discount: discount,
+        FutureFeatures.sale_hours_since_start: since_start,
+        FutureFeatures.sale_hours_since_end: since_end,
+    }
+    columns |= {SALE_KIND_PREFIX + kind: flags for kind, flags in kind_flags.items()}
+    return pd.DataFrame(columns, index=stamps)
+
+
+def build_features(
+    traffic: pd.DataFrame,
+    sale_events: pd.DataFrame | None,
+    kinds: list[str],
+    features: FeaturesConfig,
+) -> ModelInputs:
+    """Model-ready history (target + features) and the next ``features.horizon`` hours."""
+    observed = pd.DatetimeIndex(traffic[TrafficRaw.timestamp])
+    future = pd.date_range(observed[-1] + pd.Timedelta(hours=1), periods=features.horizon, freq="h")
+    every_hour = observed.append(future)
+    events = sale_events if sale_events is not None else _no_events()
+    exog = pd.concat(
+        [
+            calendar_features(every_hour, features.holidays),
+            sale_features(every_hour, events, kinds),
+        ],
+        axis=1,
+    )
+    exog.index.name = TrafficRaw.timestamp
+    exog = exog.reset_index()
+    history = pd.concat(
+        [
+            traffic.reset_index(drop=True),
+            exog.iloc[: len(observed)].drop(columns=TrafficRaw.timestamp),
+        ],
+        axis=1,
+    )
+    horizon = exog.iloc[len(observed) :].reset_index(drop=True)
+    return ModelInputs(
+        history=ModelFrame.validate(history), future=FutureFeatures.validate(horizon)
+    )
+
+
+def _no_events() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            SaleEventsRaw.start: pd.Series(dtype="datetime64[ns]"),
+            SaleEventsRaw.end: pd.Series(dtype="datetime64[ns]"),
+            SaleEventsRaw.kind: pd.Series(dtype=str),
+            SaleEventsRaw.discount_pct: pd.Series(dtype=int),
+        }
+    )
+
+
+def read_validated(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The validate stage's traffic and sale-event tables."""
+    folder = Path(cfg.paths.validated_dir)
+    traffic_path = folder / TABLE_FILES["traffic"]
+    if not traffic_path.is_file():
+        raise PipelineInputError(f"{traffic_path} not found: run the validate stage first")
+    events_path = folder / TABLE_FILES["sale_events"]
+    events = pd.read_parquet(events_path) if cfg.data.sale_events_file else None
+    return pd.read_parquet(traffic_path), events
+
+
+def run(cfg: Config) -> ModelInputs:
+    """Build the features from the validated tables and write them."""
+    traffic, events = read_validated(cfg)
+    inputs = build_features(traffic, events, cfg.data.sale_kinds, cfg.features)
+    out = Path(cfg.paths.features_dir)
+    write_parquet_atomic(inputs.history, out / HISTORY_FILE)
+    write_parquet_atomic(inputs.future, out / FUTURE_FILE)
+    return inputs
+
+
+def _main(overrides: list[str]) -> int:
+    inputs = run(load_config(overrides))
+    history = inputs.history[TrafficRaw.timestamp]
+    log.info(
+        "features: %d history hours (%s → %s), %d future hours, %d exogenous columns",
+        len(history),
+        history.iloc[0],
+        history.iloc[-1],
+        len(inputs.future),
+        len(exogenous_columns(inputs.future)),
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage (``python -m traffic_forecast.pipeline.features [overrides…]``)."""
+    return run_stage(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Stage 3, train: fit the configured forecaster and the seasonal-naive fallback on all history.
+
+Writes ``models/forecaster.zip``, ``models/baseline.zip`` (sktime's own serialisation) and
+``models/model_card.json``: data version, code commit, resolved config, training window and
+library versions, so every model can say exactly which data and code made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+from sktime.base import load
+
+from traffic_forecast import lineage
+from traffic_forecast.cli import run_stage
+from traffic_forecast.config import Config, ModelConfig, load_config
+from traffic_forecast.errors import PipelineInputError
+from traffic_forecast.io import write_json_atomic
+from traffic_forecast.models import (
+    build_forecaster,
+    check_fits_history,
+    exogenous,
+    target_series,
+)
+from traffic_forecast.pipeline.features import FUTURE_FILE, HISTORY_FILE, exogenous_columns
+
+log = logging.getLogger(__name__)
+
+FORECASTER_FILE = "forecaster.zip"
+BASELINE_FILE = "baseline.zip"
+MODEL_CARD_FILE = "model_card.json"
+
+
+def fit(model: ModelConfig, history: pd.DataFrame, *, setting: str = "model") -> Any:
+    """Fit ``model`` on the whole history (with the exogenous features if it uses them)."""
+    check_fits_history(model, len(history), setting=setting)
+    forecaster = build_forecaster(model, setting=setting)
+    y = target_series(history)
+    X = exogenous(history, exogenous_columns(history)) if model.uses_exog else None
+    return forecaster.fit(y, X=X)
+
+
+def model_card(cfg: Config, history: pd.DataFrame) -> dict[str, Any]:
+    """Lineage of a model trained on ``history`` with ``cfg``."""
+    stamps = history["timestamp"]
+    resolved = resolved_config(cfg)
+    return {
+        "model": cfg.model.name,
+        "baseline": cfg.baseline.name,
+        "uses_exog": cfg.model.uses_exog,
+        "exogenous_columns": exogenous_columns(history) if cfg.model.uses_exog else [],
+        "data_version": lineage.data_version(),
+        "training_frame_hash": lineage.frame_hash(history),
+        "git_commit": lineage.git_commit(),
+        "config_hash": lineage.config_hash(resolved),
+        "config": resolved,
+        "training_window": {
+            "start": str(stamps.iloc[0]),
+            "end": str(stamps.iloc[-1]),
+            "hours": len(history),
+        },
+        "libraries": lineage.library_versions(),
+    }
+
+
+def resolved_config(cfg: Config) -> dict[str, Any]:
+    """The typed config as plain, resolved data (for the model card and hashing)."""
+    resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    assert isinstance(resolved, dict)
+    return {str(key): value for key, value in resolved.items()}
+
+
+def save_forecaster(forecaster: Any, path: Path) -> None:
+    """Save with sktime's serialisation, through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        archive = forecaster.save(Path(tmp) / path.stem)  # sktime appends ".zip"
+        archive.close()
+        Path(archive.filename).replace(path)
+
+
+def load_forecaster(path: Path) -> Any:
+    """Load a forecaster saved by `save_forecaster`."""
+    if not path.is_file():
+        raise PipelineInputError(f"{path} not found: run the train stage first")
+    return load(path.with_suffix(""))
+
+
+def read_features(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The features stage's history and future frames."""
+    folder = Path(cfg.paths.features_dir)
+    paths = folder / HISTORY_FILE, folder / FUTURE_FILE
+    for path in paths:
+        if not path.is_file():
+            raise PipelineInputError(f"{path} not found: run the features stage first")
+    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Fit model and fallback, save both and the model card; return the card."""
+    history, _ = read_features(cfg)
+    forecaster = fit(cfg.model, history)
+    baseline = fit(cfg.baseline, history, setting="baseline")
+    out = Path(cfg.paths.model_dir)
+    save_forecaster(forecaster, out / FORECASTER_FILE)
+    save_forecaster(baseline, out / BASELINE_FILE)
+    card = model_card(cfg, history)
+    write_json_atomic(out / MODEL_CARD_FILE, card)
+    return card
+
+
+def _main(overrides: list[str]) -> int:
+    cfg = load_config(overrides)
+    card = run(cfg)
+    window = card["training_window"]
+    log.info(
+        "trained %s on %d hours (%s → %s); fallback %s; saved in %s/",
+        card["model"],
+        window["hours"],
+        window["start"],
+        window["end"],
+        card["baseline"],
+        cfg.paths.model_dir,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage (``python -m traffic_forecast.pipeline.train [overrides…]``)."""
+    return run_stage(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
