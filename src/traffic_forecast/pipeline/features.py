@@ -112,7 +112,7 @@ def build_features(
     """Model-ready history (target + features) and the next ``features.horizon`` hours."""
     observed = pd.DatetimeIndex(traffic[TrafficRaw.timestamp])
     future = pd.date_range(observed[-1] + pd.Timedelta(hours=1), periods=features.horizon, freq="h")
-    every_hour = observed.append(future)
+    every_hour = pd.DatetimeIndex(observed.append(future))
     events = sale_events if sale_events is not None else _no_events()
     exog = pd.concat(
         [
