@@ -88,7 +88,11 @@ def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
 
 
 def in_fresh_process(func: Callable[..., T], *args: Any) -> T:
-    """Run ``func(*args)`` in a new interpreter, so the peak RSS it reports is its own."""
+    """Run ``func(*args)`` in a new interpreter, so the peak RSS it reports is its own.
+
+    On Linux a child's ``ru_maxrss`` starts from its parent's RSS at the fork before exec, so
+    the parent stays small: data is generated in processes of its own too.
+    """
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(send, func, args))
@@ -202,6 +206,12 @@ def write_csv(path: Path, stamps: list[str], values: list[str]) -> None:
     path.write_text(f"timestamp,value\n{rows}\n", encoding="utf-8")
 
 
+def write_single(path: Path, hours: int) -> None:
+    write_csv(
+        path, hour_stamps(SINGLE_START, hours), random_counts(np.random.default_rng(0), hours)
+    )
+
+
 def single_series(path: Path, repeat: int) -> tuple[Figure, str]:
     """One long series through ``read_raw`` + ``validate_raw``; the figure and a timing note."""
     data = csv_config(path)
@@ -260,10 +270,8 @@ def validate_file(data: DataConfig, path: str) -> Outcome:
     return path, sum(result.rows.values()), result.failures
 
 
-def warm_worker() -> int:
+def warm_worker() -> None:
     TrafficRaw.to_schema()  # imports what a task needs, as the first task would
-    time.sleep(0.5)  # keep this worker busy so the other warm-up lands on the other worker
-    return os.getpid()
 
 
 def serial_series(paths: list[str]) -> Figure:
@@ -279,24 +287,38 @@ def serial_series(paths: list[str]) -> Figure:
     return Figure(case, rows, seconds, peak_rss_mib(), verdict(failures))
 
 
-def dask_series(paths: list[str], workers: int) -> tuple[Figure, list[Outcome], float, float]:
+@dataclass
+class DaskRun:
+    """The Dask case: its table line and what explains it."""
+
+    figure: Figure
+    outcomes: list[Outcome]
+    startup: float  # seconds to spawn the workers and import
+    driver_rss_mib: float
+    worker_cpu: float  # CPU seconds the workers used, startup included
+    driver_cpu: float  # CPU seconds the scheduling process used while validating
+
+
+def dask_series(paths: list[str], workers: int) -> DaskRun:
     """All series in parallel: a Dask bag on the processes scheduler, one task per chunk."""
     data = csv_config(paths[0])
     bag = db.from_sequence(paths, npartitions=min(len(paths), 8 * workers))
     tasks = bag.map(partial(validate_file, data))
     context = multiprocessing.get_context("spawn")
     start = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        wait([pool.submit(warm_worker) for _ in range(workers)])
-        started = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=warm_worker) as pool:
+        # Workers start on demand: one submission each, all at once, starts them all.
+        wait([pool.submit(os.getpid) for _ in range(workers)])
+        started, driver = time.perf_counter(), time.process_time()
         outcomes: list[Outcome] = tasks.compute(scheduler="processes", pool=pool)
-        done = time.perf_counter()
+        done, driver = time.perf_counter(), time.process_time() - driver
     rows = sum(rows for _, rows, _ in outcomes)
     failures = [f for _, _, found in outcomes for f in found]
     case = f"{len(paths)} series, Dask processes x{workers}"
-    worker_rss = peak_rss_mib(resource.RUSAGE_CHILDREN)  # the largest worker (joined above)
-    figure = Figure(case, rows, done - start, worker_rss, verdict(failures))
-    return figure, outcomes, started - start, peak_rss_mib()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, joined above
+    figure = Figure(case, rows, done - start, usage.ru_maxrss / KIB_PER_MIB, verdict(failures))
+    cpu = usage.ru_utime + usage.ru_stime
+    return DaskRun(figure, outcomes, started - start, peak_rss_mib(), cpu, driver)
 
 
 def failure_summary(outcomes: list[Outcome]) -> list[str]:
@@ -307,11 +329,15 @@ def failure_summary(outcomes: list[Outcome]) -> list[str]:
             for f in failures:
                 checks[f"{f.column}/{f.check}"] += f.count
             found = ", ".join(f"{check} x{count}" for check, count in checks.items())
-            lines.append(f"  {Path(path).name}: {found}")
+            lines.append(f"    {Path(path).name}: {found}")
     return lines
 
 
 # --- output ----------------------------------------------------------------------------------
+
+
+def load_average() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())  # 1, 5 and 15 minutes
 
 
 def progress(message: str) -> None:
@@ -333,6 +359,41 @@ def print_table(title: str, figures: list[Figure]) -> None:
         )
 
 
+def print_dask_notes(run: DaskRun, serial: Figure, serial_files: int, workers: int) -> None:
+    total = run.figure
+    files = len(run.outcomes)
+    alone = total.seconds - run.startup
+    serial_all = serial.seconds / serial_files * files
+    print(
+        f"  serial: every {SERIAL_SHARE}th series in one process; "
+        f"all {files:,} would take ~{serial_all:.0f} s"
+    )
+    print(
+        f"  Dask: wall includes {run.startup:.1f} s to spawn {workers} workers and import; "
+        f"validation alone {alone:.1f} s ({total.rows / alone:,.0f} rows/s, "
+        f"{serial_all / alone:.2f}x serial)"
+    )
+    print(
+        f"  Dask: workers used {run.worker_cpu:.0f} CPU-s in {total.seconds:.0f} s "
+        f"({run.worker_cpu / total.seconds:.2f} of {workers} cores), driver "
+        f"{run.driver_cpu:.1f} CPU-s"
+    )
+    print(f"  Dask: RSS is the largest worker; driver {run.driver_rss_mib:.0f} MiB")
+
+
+def print_bad_rows(outcomes: list[Outcome], spoilt: list[Path], bad_rows: int) -> None:
+    failed = [(path, failures) for path, _, failures in outcomes if failures]
+    caught = {Path(path).name for path, _ in failed} == {p.name for p in spoilt}
+    print(
+        f"  bad rows: {bad_rows} injected in {len(spoilt)} series; "
+        f"{len(failed)} series failed, {sum(len(f) for _, f in failed)} checks, "
+        f"{sum(f.count for _, found in failed for f in found)} rows reported"
+        f"{'' if caught else ' -- NOT the spoilt series!'}:"
+    )
+    for line in failure_summary(outcomes):
+        print(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.chdir(ROOT)
@@ -342,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"validate benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"pandas {pd.__version__}, pandera {pandera.__version__}, dask {dask.__version__}; "
-        f"best of {args.repeat}"
+        f"best of {args.repeat}; load average {load_average()} at start"
     )
     with tempfile.TemporaryDirectory(prefix="validate-bench-") as tmp:
         work = Path(tmp)
@@ -357,11 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         single_rows = min(args.single_rows, args.rows)
         progress(f"generating 1 series of {single_rows:,} hours (not timed)")
         single_path = work / "single.csv"
-        write_csv(
-            single_path,
-            hour_stamps(SINGLE_START, single_rows),
-            random_counts(np.random.default_rng(0), single_rows),
-        )
+        in_fresh_process(write_single, single_path, single_rows)
         progress("validating it")
         single, single_note = in_fresh_process(single_series, single_path, args.repeat)
         single_path.unlink()
@@ -370,43 +427,28 @@ def main(argv: list[str] | None = None) -> int:
         folder = work / "series"
         folder.mkdir()
         progress(f"generating {args.series:,} series x {hours:,} hours (not timed)")
-        paths, spoilt, bad_rows = write_series(folder, args.series, hours)
+        paths, spoilt, bad_rows = in_fresh_process(write_series, folder, args.series, hours)
         names = [str(p) for p in paths]
         share = names[:: max(1, min(SERIAL_SHARE, args.series))]
         progress(f"validating {len(share):,} of them serially")
         serial = in_fresh_process(serial_series, share)
         progress(f"validating all {args.series:,} with Dask")
-        parallel, outcomes, startup, driver_rss = in_fresh_process(dask_series, names, args.workers)
+        run = in_fresh_process(dask_series, names, args.workers)
 
-    print_table(f"2. {args.rows:,} hourly rows", [single, serial, parallel])
-    cut = " (reduced)" if single_rows < min(args.rows, 5_000_000) else ""
-    print(
-        f"  1 series: {single_rows:,} hours from {SINGLE_START}{cut}; datetime64[ns] holds "
-        f"{NS_SPAN_HOURS:,} hours, so {args.rows:,} consecutive hours cannot be one series"
-    )
+    print_table(f"2. {args.rows:,} hourly rows", [single, serial, run.figure])
+    why = ""
+    if args.rows > NS_SPAN_HOURS:
+        why = (
+            f"; datetime64[ns] spans {NS_SPAN_HOURS:,} hours, "
+            f"so {args.rows:,} consecutive hours cannot be one series"
+        )
+    elif single_rows < args.rows:
+        why = " (reduced with --single-rows)"
+    print(f"  1 series: {single_rows:,} hours from {SINGLE_START}{why}")
     print(f"  {single_note}")
-    serial_rate = serial.rows / serial.seconds
-    print(
-        f"  serial: every {SERIAL_SHARE}th series, one process; all {parallel.rows:,} rows "
-        f"would take ~{parallel.rows / serial_rate:.0f} s"
-    )
-    print(
-        f"  Dask: wall includes {startup:.1f} s to spawn {args.workers} workers and import; "
-        f"validation alone {parallel.seconds - startup:.1f} s "
-        f"({parallel.rows / (parallel.seconds - startup):,.0f} rows/s, "
-        f"{serial.seconds / len(share) * len(names) / (parallel.seconds - startup):.2f}x serial)"
-    )
-    print(f"  Dask: RSS is the largest worker; driver {driver_rss:.0f} MiB")
-    failed = [o for o in outcomes if o[2]]
-    caught = {Path(o[0]).name for o in failed} == {p.name for p in spoilt}
-    print(
-        f"  bad rows: {bad_rows} injected in {len(spoilt)} series; "
-        f"{len(failed)} series failed, {sum(len(o[2]) for o in failed)} checks, "
-        f"{sum(f.count for o in failed for f in o[2])} rows reported"
-        f"{'' if caught else ' -- NOT the spoilt series!'}:"
-    )
-    for line in failure_summary(outcomes):
-        print(line)
+    print_dask_notes(run, serial, len(share), args.workers)
+    print_bad_rows(run.outcomes, spoilt, bad_rows)
+    print(f"\nload average {load_average()} at the end (other work on the machine skews figures)")
     return 0
 
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pandera.pandas as pa
 
 from traffic_forecast.schemas import TABLE_CHECK_COLUMNS
 
 HEADER_LINES = 1  # CSV line of the first data row is its index + HEADER_LINES + 1
+SAMPLES_KEPT = 100  # failing values kept as text per check (the JSON report shows 100)
 _NAN_WORDS = frozenset({"nan", "na", "n/a", "null", "none"})
 
 
@@ -61,14 +63,14 @@ def read_csv_text(path: Path) -> tuple[pd.DataFrame | None, list[Failure]]:
     if not raw.strip():
         return None, [Failure(file, "-", "file_not_empty", 1)]
     try:
-        text = raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         sample = raw[exc.start : exc.start + 8].hex(" ")
         return None, [Failure(file, "-", "utf8_encoding", 1, (line,), (f"bytes {sample}",))]
     try:
         frame = pd.read_csv(
-            io.StringIO(text),
+            io.BytesIO(raw),  # decoded above only to check it; parsing bytes is faster
             dtype=str,
             keep_default_na=False,
             na_values=[""],
@@ -81,22 +83,27 @@ def read_csv_text(path: Path) -> tuple[pd.DataFrame | None, list[Failure]]:
     return frame, []
 
 
+def rows_failure(
+    file: str, column: str, check: str, index: npt.ArrayLike, values: npt.ArrayLike
+) -> Failure:
+    """A failure at the data rows ``index`` (positions) whose cells hold ``values``.
+
+    Every line is kept (the count and de-duplication need them); only the first
+    `SAMPLES_KEPT` values are turned into text, since a report shows a handful.
+    """
+    positions = np.asarray(index, dtype=np.int64)
+    shown = np.asarray(values, dtype=object)[:SAMPLES_KEPT]
+    lines = (positions + HEADER_LINES + 1).tolist()
+    return Failure(file, column, check, len(lines), tuple(lines), tuple(map(str, shown)))
+
+
 def _failure_at(
     file: str, column: str, check: str, text: pd.Series, bad: pd.Series
 ) -> list[Failure]:
-    if not bad.any():
+    mask = bad.to_numpy(dtype=bool)
+    if not mask.any():
         return []
-    positions = [int(i) for i in text.index[bad.to_numpy()]]
-    return [
-        Failure(
-            file,
-            column,
-            check,
-            len(positions),
-            tuple(csv_line(i) for i in positions),
-            tuple(str(text.loc[i]) for i in positions),
-        )
-    ]
+    return [rows_failure(file, column, check, text.index.to_numpy()[mask], text.to_numpy()[mask])]
 
 
 def parse_number(
@@ -185,7 +192,12 @@ def schema_failures(
         return schema.validate(frame, lazy=True), []
     except pa.errors.SchemaErrors as exc:
         cases = _merge_cross_column_cases(exc.failure_cases)
-    reported_lines = {(f.column, line) for f in already_reported for line in f.lines}
+    reported_lines: dict[str, npt.NDArray[np.int64]] = {}
+    for failure in already_reported:
+        known = reported_lines.get(failure.column, np.empty(0, dtype=np.int64))
+        reported_lines[failure.column] = np.union1d(
+            known, np.asarray(failure.lines, dtype=np.int64)
+        )
     failures: list[Failure] = []
     for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=True):
         check_name = str(check)
@@ -200,24 +212,25 @@ def schema_failures(
             shown = TABLE_CHECK_COLUMNS.get(check_name, "-")  # a check across columns
         else:
             shown = table.name_in_file(str(column))
-        lines, samples = [], []
-        for index, case in zip(group["index"], group["failure_case"], strict=True):
-            if index is None or pd.isna(index):
+        located = group[group["index"].notna()]
+        positions = located["index"].to_numpy(dtype=np.int64)
+        if check_name == "not_nullable":
+            # A parse failure on the same cell already says why it is empty.
+            seen = reported_lines.get(shown, np.empty(0, dtype=np.int64))
+            keep = ~np.isin(positions + HEADER_LINES + 1, seen)
+            located, positions = located[keep], positions[keep]
+            if len(positions) == 0:
                 continue
-            line = csv_line(int(index))
-            if check_name == "not_nullable" and (shown, line) in reported_lines:
-                continue  # the parse failure on this cell already says why it is empty
-            lines.append(line)
-            samples.append(str(case))
-        if check_name == "not_nullable" and not lines:
-            continue
         if is_table_level:
             failures += [
                 Failure(table.file, table.name_in_file(str(c)), check_name, 1)
                 for c in group["failure_case"]
             ]
             continue
+        if len(positions) == 0:
+            failures.append(Failure(table.file, shown, check_name, 1))  # not row-specific
+            continue
         failures.append(
-            Failure(table.file, shown, check_name, max(len(lines), 1), tuple(lines), tuple(samples))
+            rows_failure(table.file, shown, check_name, positions, located["failure_case"])
         )
     return None, failures

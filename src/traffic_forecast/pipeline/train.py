@@ -69,11 +69,15 @@ def model_card(cfg: Config, history: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+# The sections that decide what a trained model is; the stage's `params` in dvc.yaml match.
+MODEL_SECTIONS = ("seed", "data", "features", "model", "baseline")
+
+
 def resolved_config(cfg: Config) -> dict[str, Any]:
-    """The typed config as plain, resolved data (for the model card and hashing)."""
+    """The config sections that made the model, as plain resolved data (card and hash)."""
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
     assert isinstance(resolved, dict)
-    return {str(key): value for key, value in resolved.items()}
+    return {str(key): resolved[key] for key in MODEL_SECTIONS}
 
 
 def save_forecaster(forecaster: Any, path: Path) -> None:

@@ -26,11 +26,11 @@ from traffic_forecast.schemas import (
 from traffic_forecast.tables import (
     Failure,
     ParsedTable,
-    csv_line,
     parse_for_schema,
     parse_number,
     parse_timestamp,
     read_csv_text,
+    rows_failure,
     schema_failures,
 )
 from traffic_forecast.validation_report import render_json, render_markdown
@@ -149,10 +149,15 @@ def _date_plus_hour(
     )
     out_of_day = hours.notna() & ~hours.between(0, 23)
     if out_of_day.any():
-        lines = tuple(csv_line(int(i)) for i in frame.index[out_of_day.to_numpy()])
-        samples = tuple(str(v) for v in frame.loc[out_of_day.to_numpy(), data.hour_column])
+        mask = out_of_day.to_numpy(dtype=bool)
         hour_failures.append(
-            Failure(file, data.hour_column, "hour_in_0_23", len(lines), lines, samples)
+            rows_failure(
+                file,
+                data.hour_column,
+                "hour_in_0_23",
+                frame.index.to_numpy()[mask],
+                frame[data.hour_column].to_numpy()[mask],
+            )
         )
     stamps = dates + pd.to_timedelta(hours.where(~out_of_day).astype("float64"), unit="h")
     # Back to ISO text: the schema parses every table the same way.
@@ -189,16 +194,15 @@ def _infrastructure_covers_traffic(
     uncovered = traffic[stamp].notna() & ~traffic[stamp].isin(infra[InfrastructureRaw.timestamp])
     if not uncovered.any():
         return []
-    positions = traffic.index[uncovered.to_numpy()]
+    mask = uncovered.to_numpy(dtype=bool)
     assert data.infrastructure_file is not None
     return [
-        Failure(
+        rows_failure(
             data.infrastructure_file,
             InfrastructureRaw.timestamp,
             "covers_every_traffic_hour",
-            len(positions),
-            tuple(csv_line(int(i)) for i in positions),
-            tuple(str(t) for t in traffic.loc[positions, stamp]),
+            traffic.index.to_numpy()[mask],
+            traffic[stamp].to_numpy()[mask],
         )
     ]
 

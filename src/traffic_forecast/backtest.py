@@ -1,0 +1,125 @@
+"""Rolling-origin backtests with sktime's ``evaluate``: the model and the baseline, same folds."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sktime.forecasting.base import ForecastingHorizon
+from sktime.forecasting.model_evaluation import evaluate
+from sktime.performance_metrics.forecasting import make_forecasting_scorer
+from sktime.performance_metrics.forecasting.probabilistic import EmpiricalCoverage
+from sktime.split import ExpandingWindowSplitter
+
+from traffic_forecast.config import BacktestConfig, ModelConfig
+from traffic_forecast.errors import ConfigError
+from traffic_forecast.metrics import Fold, seasonal_scale
+from traffic_forecast.models import build_forecaster, check_fits_history, exogenous, target_series
+from traffic_forecast.pipeline.features import exogenous_columns
+
+log = logging.getLogger(__name__)
+
+MASE_SEASON = 168  # MASE is scaled by the weekly seasonal-naive error, whatever the model
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    """The folds of one forecaster's backtest and how long it took."""
+
+    name: str
+    folds: list[Fold]
+    seconds: float
+
+
+def splitter(n_hours: int, backtest: BacktestConfig) -> ExpandingWindowSplitter:
+    """Weekly (``step_hours``) origins, the last fold ending at the last observed hour."""
+    initial = n_hours - backtest.horizon - (backtest.n_folds - 1) * backtest.step_hours
+    if initial < 2 * MASE_SEASON:
+        raise ConfigError(
+            f"backtest: {backtest.n_folds} folds every {backtest.step_hours} h with a "
+            f"{backtest.horizon} h horizon need more than the {n_hours} hours of history "
+            f"(the first fold would train on {initial} h; at least {2 * MASE_SEASON} needed)"
+        )
+    fh = ForecastingHorizon(np.arange(1, backtest.horizon + 1), is_relative=True)
+    return ExpandingWindowSplitter(fh=fh, initial_window=initial, step_length=backtest.step_hours)
+
+
+class _FoldProgress:
+    """Counts scored folds; shows "fold i of n" on a terminal, nothing in CI logs."""
+
+    def __init__(self, name: str, total: int) -> None:
+        self.name, self.total, self.done = name, total, 0
+        self.live = sys.stderr.isatty() and not os.environ.get("CI")
+
+    def __call__(self, y_true: pd.Series, y_pred: pd.Series, **_: Any) -> float:
+        self.done += 1
+        if self.live:
+            end = "\n" if self.done == self.total else ""
+            print(
+                f"\r  backtest {self.name}: fold {self.done} of {self.total}",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
+        return float(np.mean(np.abs(y_true.to_numpy() - y_pred.to_numpy())))
+
+
+def run_backtest(
+    model: ModelConfig, history: pd.DataFrame, backtest: BacktestConfig, *, setting: str
+) -> BacktestRun:
+    """Backtest one forecaster on the folds of `splitter`; intervals when it can give them."""
+    cv = splitter(len(history), backtest)
+    check_fits_history(model, cv.initial_window, setting=setting)
+    forecaster = build_forecaster(model, setting=setting)
+    y = target_series(history)
+    X = exogenous(history, exogenous_columns(history)) if model.uses_exog else None
+    progress = _FoldProgress(model.name, backtest.n_folds)
+    scoring: list[Any] = [
+        make_forecasting_scorer(progress, name="progress_mae", greater_is_better=False)
+    ]
+    with_interval = bool(forecaster.get_tag("capability:pred_int", False))
+    if with_interval:
+        scoring.append(EmpiricalCoverage(coverage=backtest.coverage))
+    backend_params = {"n_jobs": backtest.n_jobs} if backtest.backend else None
+    started = time.perf_counter()
+    results = evaluate(
+        forecaster,
+        cv,
+        y,
+        X=X,
+        strategy=backtest.strategy,
+        scoring=scoring,
+        return_data=True,
+        error_score="raise",
+        backend=backtest.backend,
+        backend_params=backend_params,
+    )
+    seconds = time.perf_counter() - started
+    log.info("backtest %s: %d folds in %.1f s", model.name, len(results), seconds)
+    return BacktestRun(
+        model.name, [_fold(row, with_interval) for _, row in results.iterrows()], seconds
+    )
+
+
+def _fold(row: pd.Series, with_interval: bool) -> Fold:
+    actual: pd.Series = row["y_test"]
+    forecast: pd.Series = row["y_pred"]  # the progress scorer is a point metric: always there
+    lower = upper = None
+    if with_interval:
+        interval: pd.DataFrame = row["y_pred_interval"]
+        lower = pd.Series(interval.iloc[:, 0].to_numpy(), index=actual.index)
+        upper = pd.Series(interval.iloc[:, 1].to_numpy(), index=actual.index)
+    return Fold(
+        cutoff=pd.Timestamp(row["cutoff"]),
+        actual=actual,
+        forecast=forecast,
+        lower=lower,
+        upper=upper,
+        scale=seasonal_scale(row["y_train"], MASE_SEASON),
+    )

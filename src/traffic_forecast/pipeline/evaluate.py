@@ -1,0 +1,157 @@
+"""Stage 4, evaluate: rolling-origin backtest of the model and the seasonal-naive baseline.
+
+Both are scored on identical folds. Writes ``reports/metrics.json`` (DVC metrics), the per-fold
+table, DVC plot data (forecast vs actual, error by horizon) and PNG plots beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from traffic_forecast import plots
+from traffic_forecast.backtest import BacktestRun, run_backtest
+from traffic_forecast.cli import run_stage
+from traffic_forecast.config import Config, load_config
+from traffic_forecast.io import write_json_atomic, write_text_atomic
+from traffic_forecast.metrics import error_by_step, fold_mase, summarise
+from traffic_forecast.pipeline.train import read_features
+from traffic_forecast.schemas import FutureFeatures, TrafficRaw
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+FOLDS_FILE = "backtest_folds.csv"
+FORECAST_PLOT_DATA = "plots/forecast.csv"
+HORIZON_PLOT_DATA = "plots/error_by_horizon.csv"
+FORECAST_PNG = "forecast.png"
+HORIZON_PNG = "error_by_horizon.png"
+
+
+def sale_hours(history: pd.DataFrame) -> pd.DatetimeIndex:
+    """The hours on which a sale was running."""
+    on_sale = history[FutureFeatures.sale_active] == 1
+    return pd.DatetimeIndex(history.loc[on_sale, TrafficRaw.timestamp])
+
+
+def metrics_payload(
+    model: BacktestRun, baseline: BacktestRun, sales: pd.DatetimeIndex, cfg: Config
+) -> dict[str, Any]:
+    """``metrics.json``: model and baseline headline metrics and their ratio."""
+    model_metrics = summarise(model.folds, sales)
+    baseline_metrics = summarise(baseline.folds, sales)
+    return {
+        "model": model_metrics,
+        "baseline": baseline_metrics,
+        "mase_vs_baseline": model_metrics["mase"] / baseline_metrics["mase"],
+        "backtest": {
+            "folds": len(model.folds),
+            "horizon_hours": cfg.backtest.horizon,
+            "step_hours": cfg.backtest.step_hours,
+            "coverage": cfg.backtest.coverage,
+        },
+    }
+
+
+def fold_table(model: BacktestRun, baseline: BacktestRun) -> pd.DataFrame:
+    """One row per fold: cutoff, model and baseline MASE."""
+    return pd.DataFrame(
+        {
+            "fold": range(1, len(model.folds) + 1),
+            "cutoff": [str(f.cutoff) for f in model.folds],
+            "model_mase": [fold_mase(f) for f in model.folds],
+            "baseline_mase": [fold_mase(f) for f in baseline.folds],
+        }
+    )
+
+
+def forecast_table(model: BacktestRun, baseline: BacktestRun) -> pd.DataFrame:
+    """Every backtest hour: actual, model, baseline and the model's interval."""
+    parts = []
+    for number, (ours, theirs) in enumerate(zip(model.folds, baseline.folds, strict=True), 1):
+        part = pd.DataFrame(
+            {
+                "fold": number,
+                "timestamp": pd.DatetimeIndex(ours.actual.index).strftime("%Y-%m-%d %H:%M"),
+                "actual": ours.actual.to_numpy(),
+                "model": ours.forecast.to_numpy(),
+                "baseline": theirs.forecast.to_numpy(),
+            }
+        )
+        if ours.lower is not None and ours.upper is not None:
+            part["lower"], part["upper"] = ours.lower.to_numpy(), ours.upper.to_numpy()
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def horizon_table(model: BacktestRun, baseline: BacktestRun) -> pd.DataFrame:
+    """MAE and MASE per hour ahead, model vs baseline."""
+    ours, theirs = error_by_step(model.folds), error_by_step(baseline.folds)
+    return pd.DataFrame(
+        {
+            "step": ours["step"],
+            "model_mae": ours["mae"],
+            "baseline_mae": theirs["mae"],
+            "model_mase": ours["mase"],
+            "baseline_mase": theirs["mase"],
+        }
+    )
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Backtest model and baseline, write metrics, tables and plots; return the metrics."""
+    history, _ = read_features(cfg)
+    model = run_backtest(cfg.model, history, cfg.backtest, setting="model")
+    baseline = run_backtest(cfg.baseline, history, cfg.backtest, setting="baseline")
+    metrics = metrics_payload(model, baseline, sale_hours(history), cfg)
+    reports = Path(cfg.paths.reports_dir)
+    write_json_atomic(reports / METRICS_FILE, _rounded(metrics))
+    write_text_atomic(
+        reports / FOLDS_FILE, fold_table(model, baseline).round(4).to_csv(index=False)
+    )
+    forecasts = forecast_table(model, baseline)
+    horizon = horizon_table(model, baseline)
+    write_text_atomic(reports / FORECAST_PLOT_DATA, forecasts.round(1).to_csv(index=False))
+    write_text_atomic(reports / HORIZON_PLOT_DATA, horizon.round(4).to_csv(index=False))
+    plots.forecast_vs_actual(forecasts, reports / FORECAST_PNG)
+    plots.error_by_horizon(horizon, reports / HORIZON_PNG)
+    return metrics
+
+
+def _rounded(value: Any) -> Any:
+    # Metrics are compared across machines and commits: 6 significant digits are plenty and
+    # keep last-bit float noise out of diffs.
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    return value
+
+
+def _main(overrides: list[str]) -> int:
+    cfg = load_config(overrides)
+    metrics = run(cfg)
+    log.info(
+        "backtest %s vs %s over %d folds: MASE %.3f vs %.3f (ratio %.2f); reports in %s/",
+        cfg.model.name,
+        cfg.baseline.name,
+        metrics["backtest"]["folds"],
+        metrics["model"]["mase"],
+        metrics["baseline"]["mase"],
+        metrics["mase_vs_baseline"],
+        cfg.paths.reports_dir,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage (``python -m traffic_forecast.pipeline.evaluate [overrides…]``)."""
+    return run_stage(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
