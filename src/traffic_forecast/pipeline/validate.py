@@ -202,7 +202,7 @@ def _infrastructure_covers_traffic(
             InfrastructureRaw.timestamp,
             "covers_every_traffic_hour",
             traffic.index.to_numpy()[mask],
-            traffic[stamp].to_numpy()[mask],
+            traffic[stamp].dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy()[mask],
         )
     ]
 
