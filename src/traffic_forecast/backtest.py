@@ -19,8 +19,15 @@ from sktime.split import ExpandingWindowSplitter
 
 from traffic_forecast.config import BacktestConfig, ModelConfig
 from traffic_forecast.errors import ConfigError
+from traffic_forecast.intervals import IntervalCalibration, calibrate, with_conformal_intervals
 from traffic_forecast.metrics import Fold, seasonal_scale
-from traffic_forecast.models import build_forecaster, check_fits_history, exogenous, target_series
+from traffic_forecast.models import (
+    build_forecaster,
+    check_fits_history,
+    exogenous,
+    one_thread_per_process,
+    target_series,
+)
 from traffic_forecast.pipeline.features import exogenous_columns
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,7 @@ class BacktestRun:
     name: str
     folds: list[Fold]
     seconds: float
+    calibration: IntervalCalibration | None = None  # set when intervals come from residuals
 
 
 def splitter(n_hours: int, backtest: BacktestConfig) -> ExpandingWindowSplitter:
@@ -71,9 +79,18 @@ class _FoldProgress:
 
 
 def run_backtest(
-    model: ModelConfig, history: pd.DataFrame, backtest: BacktestConfig, *, setting: str
+    model: ModelConfig,
+    history: pd.DataFrame,
+    backtest: BacktestConfig,
+    *,
+    setting: str,
+    intervals: bool = True,
 ) -> BacktestRun:
-    """Backtest one forecaster on the folds of `splitter`; intervals when it can give them."""
+    """Backtest one forecaster on the folds of `splitter`.
+
+    With ``intervals``, a forecaster's own prediction intervals are scored; a forecaster
+    without them gets split-conformal intervals from the residuals of earlier folds.
+    """
     cv = splitter(len(history), backtest)
     check_fits_history(model, cv.initial_window, setting=setting)
     forecaster = build_forecaster(model, setting=setting)
@@ -83,27 +100,34 @@ def run_backtest(
     scoring: list[Any] = [
         make_forecasting_scorer(progress, name="progress_mae", greater_is_better=False)
     ]
-    with_interval = bool(forecaster.get_tag("capability:pred_int", False))
+    with_interval = intervals and bool(forecaster.get_tag("capability:pred_int", False))
     if with_interval:
         scoring.append(EmpiricalCoverage(coverage=backtest.coverage))
     backend_params = {"n_jobs": backtest.n_jobs} if backtest.backend else None
     started = time.perf_counter()
-    results = evaluate(
-        forecaster,
-        cv,
-        y,
-        X=X,
-        strategy=backtest.strategy,
-        scoring=scoring,
-        return_data=True,
-        error_score="raise",
-        backend=backtest.backend,
-        backend_params=backend_params,
-    )
+    with one_thread_per_process():
+        results = evaluate(
+            forecaster,
+            cv,
+            y,
+            X=X,
+            strategy=backtest.strategy,
+            scoring=scoring,
+            return_data=True,
+            error_score="raise",
+            backend=backtest.backend,
+            backend_params=backend_params,
+        )
     seconds = time.perf_counter() - started
     log.info("backtest %s: %d folds in %.1f s", model.name, len(results), seconds)
+    folds = [_fold(row, with_interval) for _, row in results.iterrows()]
+    if not intervals or with_interval:
+        return BacktestRun(model.name, folds, seconds)
     return BacktestRun(
-        model.name, [_fold(row, with_interval) for _, row in results.iterrows()], seconds
+        model.name,
+        with_conformal_intervals(folds, backtest.coverage),
+        seconds,
+        calibrate(folds, backtest.coverage),
     )
 
 

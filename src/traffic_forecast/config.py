@@ -24,6 +24,7 @@ PARAMS_FILE = Path("params.yaml")
 FILL_GAPS = ("none", "zero")
 DATA_SOURCES = ("simulator", "external")
 HOLIDAY_CALENDARS = ("us_federal", "none")
+WEEK_HOURS = 168
 BACKTEST_STRATEGIES = ("refit", "update", "no-update_params")
 
 
@@ -82,8 +83,11 @@ class FeaturesConfig:
     holidays: str = "us_federal"  # public-holiday calendar: us_federal or none
 
     def __post_init__(self) -> None:
-        if self.horizon < 1:
-            raise ConfigError(f"features.horizon={self.horizon}: must be at least 1 hour")
+        if not 1 <= self.horizon <= WEEK_HOURS:
+            raise ConfigError(
+                f"features.horizon={self.horizon}: must be 1 to {WEEK_HOURS} hours (the "
+                "same-hour-last-week feature is only known that far ahead)"
+            )
         if self.holidays not in HOLIDAY_CALENDARS:
             raise ConfigError(
                 f"features.holidays={self.holidays!r}: choose one of {HOLIDAY_CALENDARS}"

@@ -67,16 +67,24 @@ def summarise(folds: list[Fold], sale_hours: pd.Index) -> dict[str, float]:
         "mae_other_hours": float(np.mean(errors[~on_sale])),
         "sale_hours": int(on_sale.sum()),
     }
-    if all(f.lower is not None and f.upper is not None for f in folds):
-        lower = np.concatenate(
-            [f.lower.to_numpy(dtype=float) for f in folds if f.lower is not None]
-        )
-        upper = np.concatenate(
-            [f.upper.to_numpy(dtype=float) for f in folds if f.upper is not None]
-        )
-        result["interval_coverage"] = float(np.mean((actual >= lower) & (actual <= upper)))
-        result["interval_width_rel"] = float(np.mean((upper - lower) / np.maximum(actual, 1.0)))
+    result |= interval_scores([f for f in folds if f.lower is not None and f.upper is not None])
     return result
+
+
+def interval_scores(folds: list[Fold]) -> dict[str, float]:
+    """Empirical coverage and mean relative width of the folds that carry an interval."""
+    if not folds:
+        return {}
+    actual = np.concatenate([f.actual.to_numpy(dtype=float) for f in folds])
+    lower = np.concatenate([np.asarray(f.lower, dtype=float) for f in folds])
+    upper = np.concatenate([np.asarray(f.upper, dtype=float) for f in folds])
+    if np.isnan(lower).any() or np.isnan(upper).any():
+        return {}  # e.g. a mean-strategy naive forecaster gives no usable variance
+    return {
+        "interval_coverage": float(np.mean((actual >= lower) & (actual <= upper))),
+        "interval_width_rel": float(np.mean((upper - lower) / np.maximum(actual, 1.0))),
+        "interval_folds": len(folds),
+    }
 
 
 def fold_mase(fold: Fold) -> float:

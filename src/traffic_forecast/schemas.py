@@ -140,7 +140,10 @@ def sale_events_schema(known_kinds: list[str]) -> pa.DataFrameSchema:
 
 
 class FutureFeatures(HourlyIndexed):
-    """Exogenous features known in advance: calendar, public holidays and the sale calendar.
+    """Exogenous features known in advance: calendar, holidays, the sale calendar, last week.
+
+    ``target_lag_168`` (same hour last week) is known for any horizon up to a week, which is
+    why ``features.horizon`` may not exceed 168 hours.
 
     Built the same way for history and for the forecast horizon, so a model sees in training
     exactly what it will be given when it forecasts.
@@ -156,6 +159,7 @@ class FutureFeatures(HourlyIndexed):
     sale_discount: Series[float] = pa.Field(ge=0.0, le=100.0)
     sale_hours_since_start: Series[float] = pa.Field(ge=0.0)
     sale_hours_since_end: Series[float] = pa.Field(ge=0.0)
+    target_lag_168: Series[float] = pa.Field(ge=0.0)
     sale_kind: Series[int] | None = pa.Field(alias="^sale_kind__.+$", regex=True, isin=[0, 1])
 
 

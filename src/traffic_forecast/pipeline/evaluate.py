@@ -30,6 +30,7 @@ FORECAST_PLOT_DATA = "plots/forecast.csv"
 HORIZON_PLOT_DATA = "plots/error_by_horizon.csv"
 FORECAST_PNG = "forecast.png"
 HORIZON_PNG = "error_by_horizon.png"
+INTERVALS_FILE = "intervals.json"
 
 
 def sale_hours(history: pd.DataFrame) -> pd.DatetimeIndex:
@@ -54,6 +55,20 @@ def metrics_payload(
             "step_hours": cfg.backtest.step_hours,
             "coverage": cfg.backtest.coverage,
         },
+    }
+
+
+def interval_payload(model: BacktestRun) -> dict[str, Any]:
+    """How serving makes intervals: the model's own, or the calibrated residual quantiles."""
+    if model.calibration is None:
+        return {"method": "native"}
+    calibration = model.calibration
+    return {
+        "method": "split_conformal_log_residuals",
+        "coverage": calibration.coverage,
+        "log_residual_low": calibration.low,
+        "log_residual_high": calibration.high,
+        "residuals": calibration.residuals,
     }
 
 
@@ -106,10 +121,13 @@ def run(cfg: Config) -> dict[str, Any]:
     """Backtest model and baseline, write metrics, tables and plots; return the metrics."""
     history, _ = read_features(cfg)
     model = run_backtest(cfg.model, history, cfg.backtest, setting="model")
-    baseline = run_backtest(cfg.baseline, history, cfg.backtest, setting="baseline")
+    baseline = run_backtest(
+        cfg.baseline, history, cfg.backtest, setting="baseline", intervals=False
+    )
     metrics = metrics_payload(model, baseline, sale_hours(history), cfg)
     reports = Path(cfg.paths.reports_dir)
     write_json_atomic(reports / METRICS_FILE, _rounded(metrics))
+    write_json_atomic(reports / INTERVALS_FILE, _rounded(interval_payload(model)))
     write_text_atomic(
         reports / FOLDS_FILE, fold_table(model, baseline).round(4).to_csv(index=False)
     )

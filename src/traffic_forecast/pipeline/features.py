@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pandas.tseries.holiday import USFederalHolidayCalendar
 
 from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, FeaturesConfig, load_config
+from traffic_forecast.config import WEEK_HOURS, Config, FeaturesConfig, load_config
 from traffic_forecast.errors import PipelineInputError
 from traffic_forecast.io import write_parquet_atomic
 from traffic_forecast.pipeline.validate import TABLE_FILES
@@ -123,6 +124,7 @@ def build_features(
     )
     exog.index.name = TrafficRaw.timestamp
     exog = exog.reset_index()
+    exog[FutureFeatures.target_lag_168] = _same_hour_last_week(traffic, features.horizon)
     history = pd.concat(
         [
             traffic.reset_index(drop=True),
@@ -134,6 +136,19 @@ def build_features(
     return ModelInputs(
         history=ModelFrame.validate(history), future=FutureFeatures.validate(horizon)
     )
+
+
+def _same_hour_last_week(traffic: pd.DataFrame, horizon: int) -> npt.NDArray[np.float64]:
+    """The target 168 hours earlier, for history and horizon (horizon ≤ 168 keeps it known).
+
+    The first week has no week before it; it takes its own values, so the model sees "no
+    change from last week" there rather than a gap.
+    """
+    target = traffic[TrafficRaw.target].to_numpy(dtype=float)
+    extended = np.concatenate([target, np.full(horizon, np.nan)])
+    lagged = np.roll(extended, WEEK_HOURS)
+    lagged[:WEEK_HOURS] = extended[:WEEK_HOURS]
+    return lagged
 
 
 def _no_events() -> pd.DataFrame:

@@ -26,6 +26,7 @@ from traffic_forecast.models import (
     build_forecaster,
     check_fits_history,
     exogenous,
+    one_thread_per_process,
     target_series,
 )
 from traffic_forecast.pipeline.features import FUTURE_FILE, HISTORY_FILE, exogenous_columns
@@ -43,7 +44,8 @@ def fit(model: ModelConfig, history: pd.DataFrame, *, setting: str = "model") ->
     forecaster = build_forecaster(model, setting=setting)
     y = target_series(history)
     X = exogenous(history, exogenous_columns(history)) if model.uses_exog else None
-    return forecaster.fit(y, X=X)
+    with one_thread_per_process():
+        return forecaster.fit(y, X=X)
 
 
 def model_card(cfg: Config, history: pd.DataFrame) -> dict[str, Any]:
