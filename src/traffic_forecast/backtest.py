@@ -25,7 +25,7 @@ from traffic_forecast.models import (
     build_forecaster,
     check_fits_history,
     exogenous,
-    one_thread_per_process,
+    running_sktime,
     target_series,
 )
 from traffic_forecast.pipeline.features import exogenous_columns
@@ -105,7 +105,7 @@ def run_backtest(
         scoring.append(EmpiricalCoverage(coverage=backtest.coverage))
     backend_params = {"n_jobs": backtest.n_jobs} if backtest.backend else None
     started = time.perf_counter()
-    with one_thread_per_process():
+    with running_sktime():
         results = evaluate(
             forecaster,
             cv,

@@ -20,6 +20,8 @@ COMMANDS = {
     "features": ("traffic_forecast.pipeline.features", "stage 2: build the model-ready frame"),
     "train": ("traffic_forecast.pipeline.train", "stage 3: fit the configured forecaster"),
     "evaluate": ("traffic_forecast.pipeline.evaluate", "stage 4: backtest model and baseline"),
+    "explain": ("traffic_forecast.pipeline.explain", "stage 5: what drives the forecast"),
+    "summary": ("traffic_forecast.summary", "model vs baseline after a run, and the reports"),
 }
 
 

@@ -127,6 +127,18 @@ class BacktestConfig:
 
 
 @dataclass
+class ExplainConfig:
+    """Permutation importance of feature groups on the last ``holdout_hours`` of history."""
+
+    holdout_hours: int = 168
+    repeats: int = 5
+
+    def __post_init__(self) -> None:
+        if self.holdout_hours < 1 or self.repeats < 1:
+            raise ConfigError("explain.holdout_hours and explain.repeats must be at least 1")
+
+
+@dataclass
 class GateConfig:
     """Pass/fail thresholds for a pull request's metrics."""
 
@@ -147,6 +159,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     baseline: ModelConfig = field(default_factory=ModelConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 
 

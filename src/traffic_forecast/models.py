@@ -22,31 +22,37 @@ from traffic_forecast.config import ModelConfig
 from traffic_forecast.errors import ConfigError
 from traffic_forecast.schemas import TrafficRaw
 
-# sktime 1.2 warns on every forecaster construction (each backtest fold clones one) that the
-# default of ``remember_data`` changes in 1.3. Both defaults keep the data our forecasters
-# need for predict, so the announcement is noise for users; tests ignore it the same way.
-warnings.filterwarnings("ignore", message=".*``remember_data``.*", category=FutureWarning)
-
 HOURLY = "h"
 SEASON_KEYS = frozenset({"sp"})  # sktime's name for a season length, wherever it is nested
 
 
+# sktime 1.2 announces on every forecaster it builds (each fold clones several) that the
+# default of ``remember_data`` changes in 1.3. Both defaults keep what our forecasters need, and
+# sktime resets FutureWarning filters after its first fit, so a filter cannot silence it.
+_ANNOUNCEMENT = "The default of config ``remember_data``"
+
+
 @contextmanager
-def one_thread_per_process() -> Iterator[None]:
-    """Run scikit-learn's OpenMP code on one thread.
+def running_sktime() -> Iterator[None]:
+    """Wrap sktime work: OpenMP on one thread, and only sktime's announcement dropped.
 
     On these 2-core machines a gradient-boosting fit with the default threads took anywhere
     from 0.2 to 2.3 s depending on other load; one thread is steady. Parallelism belongs to
-    whole folds (``backtest.backend``), not to threads inside one fit.
+    whole folds (``backtest.backend``), not to threads inside one fit. Every other warning
+    raised inside is re-issued when the block ends.
     """
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with warnings.catch_warnings(record=True) as caught, threadpool_limits(1, user_api="openmp"):
         yield
+    for record in caught:
+        if not str(record.message).startswith(_ANNOUNCEMENT):
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
 
 
 def build_forecaster(model: ModelConfig, *, setting: str = "model") -> Any:
     """Instantiate ``model.forecaster``; any failure is a `ConfigError` naming the setting."""
     try:
-        forecaster = instantiate(OmegaConf.create(model.forecaster), _convert_="all")
+        with running_sktime():
+            forecaster = instantiate(OmegaConf.create(model.forecaster), _convert_="all")
     except InstantiationException as exc:
         cause = exc.__cause__ or exc
         raise ConfigError(f"{setting}.forecaster ({model.name}) cannot be built: {cause}") from None

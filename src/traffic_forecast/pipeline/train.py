@@ -26,7 +26,7 @@ from traffic_forecast.models import (
     build_forecaster,
     check_fits_history,
     exogenous,
-    one_thread_per_process,
+    running_sktime,
     target_series,
 )
 from traffic_forecast.pipeline.features import FUTURE_FILE, HISTORY_FILE, exogenous_columns
@@ -44,7 +44,7 @@ def fit(model: ModelConfig, history: pd.DataFrame, *, setting: str = "model") ->
     forecaster = build_forecaster(model, setting=setting)
     y = target_series(history)
     X = exogenous(history, exogenous_columns(history)) if model.uses_exog else None
-    with one_thread_per_process():
+    with running_sktime():
         return forecaster.fit(y, X=X)
 
 

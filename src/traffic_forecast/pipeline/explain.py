@@ -1,0 +1,134 @@
+"""Stage 5, explain: what drives the model's forecast, as permutation importance per feature group.
+
+A copy of the model is fitted on history up to the last ``explain.holdout_hours`` and forecasts
+them; then each feature group is shuffled (across hours, ``explain.repeats`` times) and the
+increase in MASE says how much the forecast relies on it. Writes ``reports/explain.csv`` and
+``reports/explain.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from traffic_forecast import plots
+from traffic_forecast.cli import run_stage
+from traffic_forecast.config import Config, ExplainConfig, ModelConfig, load_config
+from traffic_forecast.io import write_text_atomic
+from traffic_forecast.metrics import seasonal_scale
+from traffic_forecast.models import exogenous, running_sktime, target_series
+from traffic_forecast.pipeline.features import SALE_KIND_PREFIX, exogenous_columns
+from traffic_forecast.pipeline.train import fit, read_features
+from traffic_forecast.schemas import FutureFeatures
+
+log = logging.getLogger(__name__)
+
+EXPLAIN_CSV = "explain.csv"
+EXPLAIN_PNG = "explain.png"
+MASE_SEASON = 168
+
+# Features that carry one idea are shuffled together: shuffling hour but not hour_of_week
+# would leave the information in place and call the hour unimportant.
+FEATURE_GROUPS = {
+    "daily and weekly calendar": [
+        FutureFeatures.hour,
+        FutureFeatures.day_of_week,
+        FutureFeatures.hour_of_week,
+        FutureFeatures.is_weekend,
+    ],
+    "month (yearly season)": [FutureFeatures.month],
+    "public holidays": [FutureFeatures.is_holiday],
+    "sale calendar": [
+        FutureFeatures.sale_active,
+        FutureFeatures.sale_discount,
+        FutureFeatures.sale_hours_since_start,
+        FutureFeatures.sale_hours_since_end,
+    ],
+    "same hour last week": [FutureFeatures.target_lag_168],
+}
+
+
+def feature_groups(columns: list[str]) -> dict[str, list[str]]:
+    """`FEATURE_GROUPS` restricted to the columns present, sale kinds with the sale calendar."""
+    groups = {
+        name: [c for c in members if c in columns] for name, members in FEATURE_GROUPS.items()
+    }
+    groups["sale calendar"] += [c for c in columns if c.startswith(SALE_KIND_PREFIX)]
+    return {name: members for name, members in groups.items() if members}
+
+
+def permutation_importance(
+    model: ModelConfig, history: pd.DataFrame, explain: ExplainConfig, seed: int
+) -> pd.DataFrame:
+    """MASE on the held-out hours, and its mean increase when each group is shuffled."""
+    train, holdout = history.iloc[: -explain.holdout_hours], history.iloc[-explain.holdout_hours :]
+    forecaster = fit(model, train)
+    columns = exogenous_columns(history)
+    X_holdout = exogenous(holdout, columns)
+    actual = target_series(holdout).to_numpy()
+    scale = seasonal_scale(target_series(train), MASE_SEASON)
+    fh = np.arange(1, len(holdout) + 1)
+
+    def mase(X: pd.DataFrame) -> float:
+        with running_sktime():
+            forecast = forecaster.predict(fh=fh, X=X).to_numpy()
+        return float(np.mean(np.abs(forecast - actual)) / scale)
+
+    reference = mase(X_holdout)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name, members in feature_groups(columns).items():
+        scores = []
+        for _ in range(explain.repeats):
+            shuffled = X_holdout.copy()
+            order = rng.permutation(len(shuffled))
+            shuffled[members] = X_holdout[members].to_numpy()[order]
+            scores.append(mase(shuffled))
+        rows.append(
+            {
+                "feature": name,
+                "importance": float(np.mean(scores)) - reference,
+                "mase_shuffled": float(np.mean(scores)),
+                "mase": reference,
+            }
+        )
+    return pd.DataFrame(rows).sort_values("importance", ascending=False, ignore_index=True)
+
+
+def run(cfg: Config) -> pd.DataFrame | None:
+    """Write the importance table and plot; ``None`` for a model without exogenous inputs."""
+    reports = Path(cfg.paths.reports_dir)
+    if not cfg.model.uses_exog:
+        note = f"{cfg.model.name} uses no exogenous features: nothing to explain by permutation\n"
+        write_text_atomic(reports / EXPLAIN_CSV, "feature,importance,mase_shuffled,mase\n")
+        log.info(note.strip())
+        return None
+    history, _ = read_features(cfg)
+    table = permutation_importance(cfg.model, history, cfg.explain, cfg.seed)
+    write_text_atomic(reports / EXPLAIN_CSV, table.round(4).to_csv(index=False))
+    plots.importance(table, reports / EXPLAIN_PNG)
+    return table
+
+
+def _main(overrides: list[str]) -> int:
+    cfg = load_config(overrides)
+    table = run(cfg)
+    if table is not None:
+        top = ", ".join(f"{r.feature} (+{r.importance:.2f})" for r in table.head(3).itertuples())
+        log.info(
+            "top drivers of the %s forecast (MASE increase when shuffled): %s", cfg.model.name, top
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage (``python -m traffic_forecast.pipeline.explain [overrides…]``)."""
+    return run_stage(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
