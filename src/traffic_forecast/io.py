@@ -12,7 +12,8 @@ from typing import Any
 import pandas as pd
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -27,7 +28,7 @@ def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write text (UTF-8) to ``path`` through a temporary file and a rename."""
-    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -37,4 +38,4 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     """Write a frame as Parquet through a temporary file and a rename."""
-    _write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))

@@ -8,8 +8,9 @@ library versions, so every model can say exactly which data and code made it.
 from __future__ import annotations
 
 import logging
+import pickle
 import sys
-import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from traffic_forecast import lineage
 from traffic_forecast.cli import run_stage
 from traffic_forecast.config import Config, ModelConfig, load_config
 from traffic_forecast.errors import PipelineInputError
-from traffic_forecast.io import write_json_atomic
+from traffic_forecast.io import write_atomic, write_json_atomic
 from traffic_forecast.models import (
     build_forecaster,
     check_fits_history,
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 FORECASTER_FILE = "forecaster.zip"
 BASELINE_FILE = "baseline.zip"
 MODEL_CARD_FILE = "model_card.json"
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 
 
 def fit(model: ModelConfig, history: pd.DataFrame, *, setting: str = "model") -> Any:
@@ -83,19 +85,26 @@ def resolved_config(cfg: Config) -> dict[str, Any]:
 
 
 def save_forecaster(forecaster: Any, path: Path) -> None:
-    """Save with sktime's serialisation, through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        archive = forecaster.save(Path(tmp) / path.stem)  # sktime appends ".zip"
-        archive.close()
-        Path(archive.filename).replace(path)
+    """Save in sktime's format (a zip of ``_metadata`` and ``_obj``), byte-for-byte repeatable.
+
+    sktime's own ``save`` zips through a temporary folder, stamping the current time into the
+    archive, so the same model would hash differently on every run and DVC would see a change.
+    """
+    cls, payload = forecaster.save()  # no path: sktime returns the class and the pickle
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, data in (("_metadata", pickle.dumps(cls)), ("_obj", payload)):
+                archive.writestr(zipfile.ZipInfo(name, date_time=_ZIP_EPOCH), data)
+
+    write_atomic(path, write)
 
 
 def load_forecaster(path: Path) -> Any:
     """Load a forecaster saved by `save_forecaster`."""
     if not path.is_file():
         raise PipelineInputError(f"{path} not found: run the train stage first")
-    return load(path.with_suffix(""))
+    return load(path)
 
 
 def read_features(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
