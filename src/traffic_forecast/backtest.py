@@ -6,9 +6,12 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import numpy as np
 import pandas as pd
 from sktime.forecasting.base import ForecastingHorizon
@@ -58,6 +61,17 @@ def splitter(n_hours: int, backtest: BacktestConfig) -> ExpandingWindowSplitter:
     return ExpandingWindowSplitter(fh=fh, initial_window=initial, step_length=backtest.step_hours)
 
 
+@contextmanager
+def _dask_keeps_objects(backend: str | None) -> Iterator[None]:
+    # sktime gathers folds into a dask DataFrame; dask would turn the returned series
+    # (y_test, y_pred) into strings unless told to leave object columns alone.
+    if backend != "dask":
+        yield
+        return
+    with dask.config.set({"dataframe.convert-string": False}):
+        yield
+
+
 class _FoldProgress:
     """Counts scored folds; shows "fold i of n" on a terminal, nothing in CI logs."""
 
@@ -105,7 +119,7 @@ def run_backtest(
         scoring.append(EmpiricalCoverage(coverage=backtest.coverage))
     backend_params = {"n_jobs": backtest.n_jobs} if backtest.backend else None
     started = time.perf_counter()
-    with running_sktime():
+    with running_sktime(), _dask_keeps_objects(backtest.backend):
         results = evaluate(
             forecaster,
             cv,
