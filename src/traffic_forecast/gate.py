@@ -1,0 +1,74 @@
+"""The pass/fail gate of a pull request: PR metrics against the base branch and the baseline.
+
+Thresholds live in ``conf/gate/``. A reviewer can accept a known regression with the override
+label; the verdict then says so instead of hiding it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from traffic_forecast.config import GateConfig
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision and every check behind it, in words a reviewer reads."""
+
+    passed: bool
+    overridden: bool
+    checks: list[tuple[str, bool]] = field(default_factory=list)  # (description, passed)
+
+    @property
+    def failures(self) -> list[str]:
+        """Descriptions of the checks that failed."""
+        return [text for text, ok in self.checks if not ok]
+
+    def headline(self) -> str:
+        """One line: passed, failed (and why), or failed but overridden."""
+        if not self.failures:
+            return "✅ Gate passed: " + "; ".join(text for text, _ in self.checks)
+        why = "; ".join(self.failures)
+        if self.overridden:
+            return f"⚠️ Gate overridden by label: {why}"
+        return f"❌ Gate failed: {why}"
+
+
+def _change_pct(new: float, old: float) -> float:
+    return (new - old) / old * 100 if old else float("inf") if new > old else 0.0
+
+
+def apply_gate(
+    pr: dict[str, Any], base: dict[str, Any] | None, gate: GateConfig, labels: list[str]
+) -> Verdict:
+    """Check PR metrics (``metrics.json`` content) against the base branch's and the baseline."""
+    model = pr["model"]
+    checks: list[tuple[str, bool]] = []
+    if gate.must_beat_baseline:
+        baseline_mase = pr["baseline"]["mase"]
+        checks.append(
+            (
+                f"MASE {model['mase']:.3f} vs seasonal naive {baseline_mase:.3f}",
+                model["mase"] < baseline_mase,
+            )
+        )
+    if base is not None:
+        mase_change = _change_pct(model["mase"], base["model"]["mase"])
+        checks.append(
+            (
+                f"MASE {mase_change:+.1f} % vs base (limit +{gate.max_mase_regression_pct:g} %)",
+                mase_change <= gate.max_mase_regression_pct,
+            )
+        )
+        sale_change = _change_pct(model["mae_sale_hours"], base["model"]["mae_sale_hours"])
+        checks.append(
+            (
+                f"sale-hour MAE {sale_change:+.1f} % vs base "
+                f"(limit +{gate.max_sale_error_regression_pct:g} %)",
+                sale_change <= gate.max_sale_error_regression_pct,
+            )
+        )
+    failed = any(not ok for _, ok in checks)
+    overridden = failed and gate.override_label in labels
+    return Verdict(passed=not failed or overridden, overridden=overridden, checks=checks)

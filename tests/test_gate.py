@@ -1,0 +1,64 @@
+"""The PR gate: pass, fail on each threshold, and a reviewer's override."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from traffic_forecast.config import GateConfig
+from traffic_forecast.gate import apply_gate
+
+GATE = GateConfig(max_mase_regression_pct=2.0, max_sale_error_regression_pct=5.0)
+
+
+def _metrics(mase: float, sale_mae: float, baseline_mase: float = 1.4) -> dict[str, Any]:
+    return {
+        "model": {"mase": mase, "mae_sale_hours": sale_mae},
+        "baseline": {"mase": baseline_mase},
+    }
+
+
+BASE = _metrics(0.500, 1000.0)
+
+
+@pytest.mark.parametrize(
+    ("pr", "passed", "failing"),
+    [
+        (_metrics(0.505, 1040.0), True, None),  # +1 % MASE, +4 % sale error: within limits
+        (_metrics(0.515, 1000.0), False, "MASE +3.0 %"),
+        (_metrics(0.500, 1060.0), False, "sale-hour MAE +6.0 %"),
+        (_metrics(1.500, 1000.0, baseline_mase=1.4), False, "vs seasonal naive"),
+    ],
+    ids=["within-limits", "mase-regression", "sale-regression", "worse-than-baseline"],
+)
+def test_gate_checks_each_threshold(pr: dict[str, Any], passed: bool, failing: str | None) -> None:
+    verdict = apply_gate(pr, BASE, GATE, labels=[])
+    assert verdict.passed is passed
+    assert verdict.overridden is False
+    if failing is None:
+        assert verdict.failures == []
+        assert verdict.headline().startswith("✅")
+    else:
+        assert any(failing in text for text in verdict.failures), verdict.failures
+        assert verdict.headline().startswith("❌")
+
+
+def test_override_label_accepts_a_known_regression_and_says_so() -> None:
+    regression = _metrics(0.600, 1000.0)
+    verdict = apply_gate(regression, BASE, GATE, labels=["gate-override", "docs"])
+    assert verdict.passed is True
+    assert verdict.overridden is True
+    assert verdict.headline().startswith("⚠️ Gate overridden")
+    assert "MASE +20.0 %" in verdict.headline()
+
+
+def test_other_labels_do_not_override() -> None:
+    verdict = apply_gate(_metrics(0.600, 1000.0), BASE, GATE, labels=["needs-review"])
+    assert verdict.passed is False
+
+
+def test_without_a_base_only_the_baseline_is_checked() -> None:
+    verdict = apply_gate(_metrics(0.9, 1e9), None, GATE, labels=[])
+    assert verdict.passed is True
+    assert len(verdict.checks) == 1
