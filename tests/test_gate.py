@@ -62,3 +62,11 @@ def test_without_a_base_only_the_baseline_is_checked() -> None:
     verdict = apply_gate(_metrics(0.9, 1e9), None, GATE, labels=[])
     assert verdict.passed is True
     assert len(verdict.checks) == 1
+
+
+def test_a_backtest_without_sale_hours_skips_the_sale_check_instead_of_failing() -> None:
+    no_sales = _metrics(0.5, 0.0)
+    no_sales["model"]["mae_sale_hours"] = None  # what metrics.json holds then (JSON null)
+    verdict = apply_gate(no_sales, no_sales, GATE, labels=[])
+    assert verdict.passed is True
+    assert not any("sale" in text for text, _ in verdict.checks)

@@ -114,7 +114,12 @@ def run_backtest(
     scoring: list[Any] = [
         make_forecasting_scorer(progress, name="progress_mae", greater_is_better=False)
     ]
-    with_interval = intervals and bool(forecaster.get_tag("capability:pred_int", False))
+    with_interval = intervals and model.intervals == "native"
+    if with_interval and not forecaster.get_tag("capability:pred_int", False):
+        raise ConfigError(
+            f"{setting}.intervals=native, but {model.name} has no prediction intervals of its "
+            "own: use intervals=conformal"
+        )
     if with_interval:
         scoring.append(EmpiricalCoverage(coverage=backtest.coverage))
     backend_params = {"n_jobs": backtest.n_jobs} if backtest.backend else None

@@ -7,6 +7,7 @@ at once with the key's name, before any data is read.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ FILL_GAPS = ("none", "zero")
 DATA_SOURCES = ("simulator", "external")
 HOLIDAY_CALENDARS = ("us_federal", "none")
 WEEK_HOURS = 168
-BACKTEST_STRATEGIES = ("refit", "update", "no-update_params")
+# sktime's "no-update_params" is left out: the default model's AR step cannot predict from a
+# cutoff it was not fitted at (statsmodels refuses), so it would fail mid-backtest.
+BACKTEST_STRATEGIES = ("refit", "update")
+INTERVAL_METHODS = ("native", "conformal")
 
 
 @dataclass
@@ -101,6 +105,14 @@ class ModelConfig:
     name: str = MISSING
     forecaster: dict[str, Any] = MISSING
     uses_exog: bool = False  # fit/predict with the calendar and sale features as X
+    # native: the forecaster's own predict_interval; conformal: calibrated on backtest residuals
+    intervals: str = "conformal"
+
+    def __post_init__(self) -> None:
+        if self.intervals not in INTERVAL_METHODS:
+            raise ConfigError(
+                f"{self.name}: intervals={self.intervals!r}: choose one of {INTERVAL_METHODS}"
+            )
 
 
 @dataclass
@@ -169,10 +181,30 @@ def to_typed(raw: DictConfig | dict[str, Any], *, origin: str) -> Config:
         merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
         typed = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or "?"
-        raise ConfigError(f"{origin}: setting '{key}' is invalid: {exc.msg}") from None
+        reason = str(exc.msg).splitlines()[0]  # OmegaConf appends full_key/type lines
+        key = getattr(exc, "full_key", None)
+        section = None if key else _misplaced_section(raw)
+        if section:
+            key, reason = (
+                section,
+                (
+                    f"it is a section, not a value: choose an option with {section}=<option> "
+                    f"(for the baseline: model@baseline=<model>); {reason}"
+                ),
+            )
+        raise ConfigError(f"{origin}: setting '{key or '?'}' is invalid: {reason}") from None
     assert isinstance(typed, Config)
     return typed
+
+
+def _misplaced_section(raw: DictConfig | dict[str, Any]) -> str | None:
+    # `baseline=theta` sets a whole section to a string; OmegaConf then reports no key.
+    for name, spec in Config.__dataclass_fields__.items():
+        if dataclasses.is_dataclass(spec.default_factory) and not isinstance(
+            raw.get(name, {}), dict | DictConfig
+        ):
+            return name
+    return None
 
 
 def load_params(path: Path = PARAMS_FILE) -> Config:
@@ -188,7 +220,8 @@ def compose(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> Di
         with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=overrides or [])
     except HydraException as exc:
-        raise ConfigError(f"conf/: {exc}") from None
+        # Hydra's first line says what is wrong; the rest lists search paths.
+        raise ConfigError(f"conf/: {str(exc).splitlines()[0]}") from None
     OmegaConf.resolve(cfg)
     return cfg
 

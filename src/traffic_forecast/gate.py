@@ -6,6 +6,7 @@ label; the verdict then says so instead of hiding it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,10 @@ class Verdict:
         return f"❌ Gate failed: {why}"
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def _change_pct(new: float, old: float) -> float:
     return (new - old) / old * 100 if old else float("inf") if new > old else 0.0
 
@@ -61,14 +66,16 @@ def apply_gate(
                 mase_change <= gate.max_mase_regression_pct,
             )
         )
-        sale_change = _change_pct(model["mae_sale_hours"], base["model"]["mae_sale_hours"])
-        checks.append(
-            (
-                f"sale-hour MAE {sale_change:+.1f} % vs base "
-                f"(limit +{gate.max_sale_error_regression_pct:g} %)",
-                sale_change <= gate.max_sale_error_regression_pct,
+        new_sale, old_sale = model.get("mae_sale_hours"), base["model"].get("mae_sale_hours")
+        if _is_number(new_sale) and _is_number(old_sale):  # no sale hour in a backtest: no check
+            sale_change = _change_pct(new_sale, old_sale)
+            checks.append(
+                (
+                    f"sale-hour MAE {sale_change:+.1f} % vs base "
+                    f"(limit +{gate.max_sale_error_regression_pct:g} %)",
+                    sale_change <= gate.max_sale_error_regression_pct,
+                )
             )
-        )
     failed = any(not ok for _, ok in checks)
     overridden = failed and gate.override_label in labels
     return Verdict(passed=not failed or overridden, overridden=overridden, checks=checks)

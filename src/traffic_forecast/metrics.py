@@ -49,7 +49,7 @@ def smape(actual: FloatArray, forecast: FloatArray) -> float:
     return float(100 * np.mean(ratio))
 
 
-def summarise(folds: list[Fold], sale_hours: pd.Index) -> dict[str, float]:
+def summarise(folds: list[Fold], sale_hours: pd.Index) -> dict[str, float | None]:
     """Headline metrics over all folds (MASE averaged per fold, others over all hours)."""
     actual = np.concatenate([f.actual.to_numpy(dtype=float) for f in folds])
     forecast = np.concatenate([f.forecast.to_numpy(dtype=float) for f in folds])
@@ -57,13 +57,14 @@ def summarise(folds: list[Fold], sale_hours: pd.Index) -> dict[str, float]:
     errors = np.abs(forecast - actual)
     peak = actual >= np.quantile(actual, PEAK_QUANTILE)
     on_sale = stamps.isin(sale_hours)
-    result = {
+    result: dict[str, float | None] = {
         "mase": float(np.nanmean([fold_mase(f) for f in folds])),
         "smape": smape(actual, forecast),
         "rmse": float(np.sqrt(np.mean((forecast - actual) ** 2))),
         "mae": float(np.mean(errors)),
         "mae_peak_hours": float(np.mean(errors[peak])),
-        "mae_sale_hours": float(np.mean(errors[on_sale])) if on_sale.any() else float("nan"),
+        # None (JSON null) when no backtest hour had a sale: there is no such error to report.
+        "mae_sale_hours": float(np.mean(errors[on_sale])) if on_sale.any() else None,
         "mae_other_hours": float(np.mean(errors[~on_sale])),
         "sale_hours": int(on_sale.sum()),
     }

@@ -42,6 +42,7 @@ def running_sktime() -> Iterator[None]:
     raised inside is re-issued when the block ends.
     """
     with warnings.catch_warnings(record=True) as caught, threadpool_limits(1, user_api="openmp"):
+        warnings.simplefilter("always")  # record everything; the caller's filters apply below
         yield
     for record in caught:
         if not str(record.message).startswith(_ANNOUNCEMENT):

@@ -19,10 +19,16 @@ def write_params(
     overrides: list[str] | None = None, output: Path = PARAMS_FILE, conf_dir: Path = CONF_DIR
 ) -> None:
     """Compose ``conf_dir`` with Hydra overrides into ``output``; check it against the schema."""
-    compose_and_dump(
-        output, str(conf_dir.resolve()), None, "config", str(Path.cwd()), overrides or []
-    )
-    load_params(output)  # a misspelt key fails here, not in the middle of `dvc repro`
+    # Keep the suffix: DVC picks its YAML writer by it, and params.yaml must match DVC's bytes.
+    staged = output.with_name(f".{output.stem}.staged{output.suffix}")
+    try:
+        compose_and_dump(
+            staged, str(conf_dir.resolve()), None, "config", str(Path.cwd()), overrides or []
+        )
+        load_params(staged)  # a misspelt key fails here, and params.yaml stays as it was
+        staged.replace(output)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def _main(overrides: list[str]) -> int:

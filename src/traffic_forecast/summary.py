@@ -37,7 +37,7 @@ def summary_table(metrics: dict[str, Any], model: str, baseline: str) -> str:
     lines = [f"{'':{width}}{model:>20}{baseline:>20}"]
     for label, key, form in ROWS:
         cells = [
-            form.format(metrics[side][key]) if key in metrics[side] else "-"
+            form.format(metrics[side][key]) if metrics[side].get(key) is not None else "-"
             for side in ("model", "baseline")
         ]
         lines.append(f"{label:{width}}{cells[0]:>20}{cells[1]:>20}")

@@ -7,6 +7,7 @@ table, DVC plot data (forecast vs actual, error by horizon) and PNG plots beside
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ def metrics_payload(
     return {
         "model": model_metrics,
         "baseline": baseline_metrics,
-        "mase_vs_baseline": model_metrics["mase"] / baseline_metrics["mase"],
+        "mase_vs_baseline": _ratio(model_metrics["mase"], baseline_metrics["mase"]),
         "backtest": {
             "folds": len(model.folds),
             "horizon_hours": cfg.backtest.horizon,
@@ -56,6 +57,12 @@ def metrics_payload(
             "coverage": cfg.backtest.coverage,
         },
     }
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
 
 
 def interval_payload(model: BacktestRun) -> dict[str, Any]:
@@ -144,7 +151,7 @@ def _rounded(value: Any) -> Any:
     # Metrics are compared across machines and commits: 6 significant digits are plenty and
     # keep last-bit float noise out of diffs.
     if isinstance(value, float):
-        return float(f"{value:.6g}")
+        return float(f"{value:.6g}") if math.isfinite(value) else None  # JSON has no NaN
     if isinstance(value, dict):
         return {key: _rounded(item) for key, item in value.items()}
     return value

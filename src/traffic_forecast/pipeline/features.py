@@ -112,6 +112,11 @@ def build_features(
 ) -> ModelInputs:
     """Model-ready history (target + features) and the next ``features.horizon`` hours."""
     observed = pd.DatetimeIndex(traffic[TrafficRaw.timestamp])
+    if len(observed) < WEEK_HOURS:
+        raise PipelineInputError(
+            f"{len(observed)} hours of history: at least a week ({WEEK_HOURS} h) is needed "
+            "for the same-hour-last-week feature"
+        )
     future = pd.date_range(observed[-1] + pd.Timedelta(hours=1), periods=features.horizon, freq="h")
     every_hour = pd.DatetimeIndex(observed.append(future))
     events = sale_events if sale_events is not None else _no_events()
@@ -168,9 +173,12 @@ def read_validated(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     traffic_path = folder / TABLE_FILES["traffic"]
     if not traffic_path.is_file():
         raise PipelineInputError(f"{traffic_path} not found: run the validate stage first")
+    if not cfg.data.sale_events_file:
+        return pd.read_parquet(traffic_path), None
     events_path = folder / TABLE_FILES["sale_events"]
-    events = pd.read_parquet(events_path) if cfg.data.sale_events_file else None
-    return pd.read_parquet(traffic_path), events
+    if not events_path.is_file():
+        raise PipelineInputError(f"{events_path} not found: run the validate stage first")
+    return pd.read_parquet(traffic_path), pd.read_parquet(events_path)
 
 
 def run(cfg: Config) -> ModelInputs:

@@ -1,0 +1,274 @@
+"""The evaluate stage: metrics, fold table, DVC plot data, PNGs and the summary table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT, SMALL_PERIOD
+from traffic_forecast.config import Config
+from traffic_forecast.intervals import MIN_CALIBRATION_FOLDS
+from traffic_forecast.pipeline import evaluate, features, train, validate
+from traffic_forecast.simulate import simulate, write_raw_tables
+from traffic_forecast.summary import summary_table
+
+# Five folds 12 h ahead, 130 h apart: the first fold falls on the weekend sale of late
+# January in the simulated six weeks, and the fifth is the first with a conformal interval.
+N_FOLDS, HORIZON, STEP = 5, 12, 130
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _config_under(root: Path, base: Config) -> Config:
+    """``base`` with every path under ``root`` (as ``config_in`` does) and a small backtest."""
+    raw = root / "data" / "raw"
+    paths = dataclasses.replace(
+        base.paths,
+        raw_dir=str(raw),
+        validated_dir=str(root / "data" / "validated"),
+        features_dir=str(root / "data" / "features"),
+        model_dir=str(root / "models"),
+        reports_dir=str(root / "reports"),
+    )
+    data = dataclasses.replace(
+        base.data,
+        traffic_file=str(raw / "traffic.csv"),
+        sale_events_file=str(raw / "sale_events.csv"),
+        infrastructure_file=str(raw / "infrastructure.csv"),
+    )
+    backtest = dataclasses.replace(base.backtest, n_folds=N_FOLDS, horizon=HORIZON, step_hours=STEP)
+    return dataclasses.replace(base, paths=paths, data=data, backtest=backtest)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> Config:
+    """Six weeks of simulated data through validate, features, train and evaluate, once."""
+    cfg = _config_under(tmp_path_factory.mktemp("evaluate"), base_config)
+    write_raw_tables(simulate(SMALL_PERIOD), Path(cfg.paths.raw_dir))
+    assert validate.run(cfg).passed
+    features.run(cfg)
+    train.run(cfg)
+    evaluate.run(cfg)
+    return cfg
+
+
+def _reports(cfg: Config) -> Path:
+    return Path(cfg.paths.reports_dir)
+
+
+def _metrics(cfg: Config) -> dict[str, Any]:
+    def refuse(constant: str) -> float:
+        raise ValueError(f"metrics.json holds {constant}, which is not JSON")
+
+    text = (_reports(cfg) / evaluate.METRICS_FILE).read_text(encoding="utf-8")
+    metrics: dict[str, Any] = json.loads(text, parse_constant=refuse)
+    return metrics
+
+
+def _in_tmp(cfg: Config, repo_path: str) -> Path:
+    """Where a ``reports/…`` path of dvc.yaml lies for this config."""
+    return _reports(cfg) / Path(repo_path).relative_to("reports")
+
+
+def _dvc_yaml() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+    return loaded
+
+
+def _forecasts(cfg: Config) -> pd.DataFrame:
+    return pd.read_csv(_reports(cfg) / evaluate.FORECAST_PLOT_DATA, parse_dates=["timestamp"])
+
+
+# ---------------------------------------------------------------- metrics.json
+
+
+def test_metrics_have_model_baseline_and_backtest_sections(evaluated: Config) -> None:
+    metrics = _metrics(evaluated)
+
+    assert set(metrics) == {"model", "baseline", "mase_vs_baseline", "backtest"}
+    assert metrics["backtest"] == {
+        "folds": N_FOLDS,
+        "horizon_hours": HORIZON,
+        "step_hours": STEP,
+        "coverage": evaluated.backtest.coverage,
+    }
+    for side in ("model", "baseline"):
+        for key in ("mase", "smape", "rmse", "mae", "mae_peak_hours", "mae_sale_hours"):
+            assert math.isfinite(metrics[side][key]), f"{side}.{key}"
+            assert metrics[side][key] >= 0, f"{side}.{key}"
+    ratio = metrics["model"]["mase"] / metrics["baseline"]["mase"]
+    assert metrics["mase_vs_baseline"] == pytest.approx(ratio, rel=1e-5)
+
+
+def test_sale_hours_are_the_backtest_hours_in_a_raw_sale(evaluated: Config) -> None:
+    events = pd.read_csv(evaluated.data.sale_events_file, parse_dates=["start", "end"])
+    stamps = _forecasts(evaluated)["timestamp"]
+    on_sale = np.zeros(len(stamps), dtype=bool)
+    for event in events.itertuples():
+        on_sale |= ((stamps >= event.start) & (stamps < event.end)).to_numpy()
+    assert on_sale.any(), "the backtest is meant to cover a sale"
+
+    metrics = _metrics(evaluated)
+
+    for side in ("model", "baseline"):
+        assert metrics[side]["sale_hours"] == on_sale.sum()
+
+
+def test_model_intervals_are_conformal_from_earlier_folds(evaluated: Config) -> None:
+    metrics = _metrics(evaluated)
+    intervals = json.loads((_reports(evaluated) / evaluate.INTERVALS_FILE).read_text("utf-8"))
+
+    assert metrics["model"]["interval_folds"] == N_FOLDS - MIN_CALIBRATION_FOLDS
+    assert 0.0 <= metrics["model"]["interval_coverage"] <= 1.0
+    assert "interval_coverage" not in metrics["baseline"]
+    # Serving's interval comes from the residuals of every backtest hour.
+    assert intervals["method"] == "split_conformal_log_residuals"
+    assert intervals["residuals"] == N_FOLDS * HORIZON
+    assert intervals["log_residual_low"] < 0 < intervals["log_residual_high"]
+
+
+def test_fold_table_agrees_with_the_headline_mase(evaluated: Config) -> None:
+    folds = pd.read_csv(_reports(evaluated) / evaluate.FOLDS_FILE)
+    metrics = _metrics(evaluated)
+
+    assert folds["fold"].tolist() == list(range(1, N_FOLDS + 1))
+    cutoffs = pd.to_datetime(folds["cutoff"])
+    assert (cutoffs.diff().dropna() == pd.Timedelta(hours=STEP)).all()
+    for side in ("model", "baseline"):
+        assert metrics[side]["mase"] == pytest.approx(folds[f"{side}_mase"].mean(), abs=1e-4)
+
+
+def test_forecast_data_lines_up_with_the_observed_hours(evaluated: Config) -> None:
+    raw = pd.read_csv(evaluated.data.traffic_file, parse_dates=["timestamp"])
+    sessions = raw.set_index("timestamp")["sessions"]
+
+    forecasts = _forecasts(evaluated)
+
+    assert len(forecasts) == N_FOLDS * HORIZON
+    assert forecasts.groupby("fold").size().tolist() == [HORIZON] * N_FOLDS
+    # The last fold ends at the last observed hour; actuals are the raw file's values.
+    assert forecasts["timestamp"].iloc[-1] == raw["timestamp"].iloc[-1]
+    np.testing.assert_allclose(
+        forecasts["actual"], sessions.loc[forecasts["timestamp"]].to_numpy(), atol=0.05
+    )
+    # The baseline is the same hour a week earlier.
+    week_before = sessions.loc[forecasts["timestamp"] - pd.Timedelta(hours=168)].to_numpy()
+    np.testing.assert_allclose(forecasts["baseline"], week_before, atol=0.05)
+
+
+# ---------------------------------------------------------------- what dvc.yaml promises
+
+
+def test_plot_data_has_the_columns_dvc_yaml_plots(evaluated: Config) -> None:
+    wanted: dict[str, set[str]] = {}
+    for entry in _dvc_yaml()["plots"]:
+        (spec,) = entry.values()
+        for file, columns in spec["y"].items():
+            wanted.setdefault(file, set()).update([spec["x"], *columns])
+    assert wanted, "dvc.yaml names plots"
+
+    for file, columns in wanted.items():
+        header = pd.read_csv(_in_tmp(evaluated, file), nrows=0).columns
+        assert columns <= set(header), file
+
+
+def test_every_output_dvc_yaml_declares_is_written(evaluated: Config) -> None:
+    stage = _dvc_yaml()["stages"]["evaluate"]
+    declared = [
+        next(iter(item)) if isinstance(item, dict) else item
+        for section in ("outs", "metrics", "plots")
+        for item in stage.get(section, [])
+    ]
+
+    for file in declared:
+        path = _in_tmp(evaluated, file)
+        assert path.is_file(), file
+        assert path.stat().st_size > 0, file
+        if path.suffix == ".png":
+            assert path.read_bytes().startswith(PNG_MAGIC), file
+
+
+# ---------------------------------------------------------------- reproducibility
+
+
+def test_evaluating_twice_gives_byte_identical_reports(evaluated: Config) -> None:
+    reports = _reports(evaluated)
+    compared = (evaluate.METRICS_FILE, evaluate.FOLDS_FILE, evaluate.FORECAST_PLOT_DATA)
+    first = {name: (reports / name).read_bytes() for name in compared}
+
+    evaluate.run(evaluated)
+
+    for name in compared:
+        assert (reports / name).read_bytes() == first[name], name
+
+
+# ---------------------------------------------------------------- traffic-forecast summary
+
+
+SUMMARY_METRICS: dict[str, Any] = {
+    "model": {
+        "mase": 0.51234,
+        "smape": 4.26,
+        "rmse": 12345.6,
+        "mae": 9876.4,
+        "mae_peak_hours": 20000.4,
+        "mae_sale_hours": 15000.0,
+        "interval_coverage": 0.874,
+    },
+    "baseline": {
+        "mase": 1.2,
+        "smape": 10.0,
+        "rmse": 30000.0,
+        "mae": 25000.0,
+        "mae_peak_hours": 40000.0,
+    },
+    "mase_vs_baseline": 0.42695,
+    "backtest": {"folds": 26, "horizon_hours": 24, "step_hours": 168},
+}
+# Row label -> (model cell, baseline cell), formatted by hand; "-" where a metric is absent.
+SUMMARY_ROWS = {
+    "MASE (vs same hour last week)": ("0.512", "1.200"),
+    "sMAPE %": ("4.3", "10.0"),
+    "RMSE": ("12,346", "30,000"),
+    "MAE, all hours": ("9,876", "25,000"),
+    "MAE, peak hours": ("20,000", "40,000"),
+    "MAE, sale hours": ("15,000", "-"),
+    "interval coverage": ("87%", "-"),
+}
+
+
+def test_summary_table_shows_model_and_baseline_values() -> None:
+    lines = summary_table(SUMMARY_METRICS, "gradient_boosting", "seasonal_naive").splitlines()
+
+    header = lines[0]
+    model_end = header.index("gradient_boosting") + len("gradient_boosting")
+    baseline_end = header.index("seasonal_naive") + len("seasonal_naive")
+    assert model_end < baseline_end == len(header)
+    rows = {line.split("  ")[0]: line for line in lines[1 : 1 + len(SUMMARY_ROWS)]}
+    assert list(rows) == list(SUMMARY_ROWS)
+    for label, (ours, theirs) in SUMMARY_ROWS.items():
+        line = rows[label]
+        # Each value sits right-aligned under its column's name.
+        assert line[:model_end].rstrip().endswith(" " + ours), label
+        assert line[model_end:baseline_end].strip() == theirs, label
+        assert len(line) == baseline_end, label
+    assert lines[-1] == ("26 folds, 24 h ahead, every 168 h; MASE ratio model/baseline: 0.43")
+
+
+def test_summary_of_an_evaluated_run(evaluated: Config) -> None:
+    metrics = _metrics(evaluated)
+
+    text = summary_table(metrics, evaluated.model.name, evaluated.baseline.name)
+
+    assert f"{N_FOLDS} folds, {HORIZON} h ahead, every {STEP} h" in text
+    assert "nan" not in text.lower()
+    mase_line = next(line for line in text.splitlines() if line.startswith("MASE"))
+    shown = [float(cell) for cell in mase_line.split()[-2:]]
+    assert shown == pytest.approx([metrics["model"]["mase"], metrics["baseline"]["mase"]], abs=5e-4)

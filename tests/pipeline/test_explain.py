@@ -1,0 +1,137 @@
+"""The explain stage: permutation importance by feature group; a header only without X."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import SMALL_PERIOD
+from traffic_forecast.config import Config
+from traffic_forecast.pipeline import explain, features, validate
+from traffic_forecast.pipeline.features import SALE_KIND_PREFIX, exogenous_columns
+from traffic_forecast.pipeline.train import read_features
+from traffic_forecast.simulate import simulate, write_raw_tables
+
+HOLDOUT_HOURS = 24
+GROUPS = [
+    "daily and weekly calendar",
+    "month (yearly season)",
+    "public holidays",
+    "sale calendar",
+    "same hour last week",
+]
+HEADER = ["feature", "importance", "mase_shuffled", "mase"]
+
+
+def _config_under(root: Path, base: Config) -> Config:
+    """``base`` with every path under ``root`` (as ``config_in`` does) and a short holdout."""
+    raw = root / "data" / "raw"
+    paths = dataclasses.replace(
+        base.paths,
+        raw_dir=str(raw),
+        validated_dir=str(root / "data" / "validated"),
+        features_dir=str(root / "data" / "features"),
+        model_dir=str(root / "models"),
+        reports_dir=str(root / "reports"),
+    )
+    data = dataclasses.replace(
+        base.data,
+        traffic_file=str(raw / "traffic.csv"),
+        sale_events_file=str(raw / "sale_events.csv"),
+        infrastructure_file=str(raw / "infrastructure.csv"),
+    )
+    settings = dataclasses.replace(base.explain, holdout_hours=HOLDOUT_HOURS, repeats=2)
+    return dataclasses.replace(base, paths=paths, data=data, explain=settings)
+
+
+@pytest.fixture(scope="module")
+def explained(
+    tmp_path_factory: pytest.TempPathFactory, base_config: Config
+) -> tuple[Config, pd.DataFrame]:
+    """Six weeks of simulated data through validate and features, then explain, once."""
+    cfg = _config_under(tmp_path_factory.mktemp("explain"), base_config)
+    write_raw_tables(simulate(SMALL_PERIOD), Path(cfg.paths.raw_dir))
+    assert validate.run(cfg).passed
+    features.run(cfg)
+    assert cfg.model.uses_exog, "the default model is meant to use the features"
+    table = explain.run(cfg)
+    assert table is not None
+    return cfg, table
+
+
+def test_one_row_per_feature_group_present(explained: tuple[Config, pd.DataFrame]) -> None:
+    cfg, table = explained
+    history, _ = read_features(cfg)
+    columns = exogenous_columns(history)
+
+    groups = explain.feature_groups(columns)
+
+    # The example data has calendar, holiday, sale and last-week features: all five groups.
+    assert sorted(table["feature"]) == sorted(GROUPS)
+    assert sorted(groups) == sorted(GROUPS)
+    # Every feature is shuffled in exactly one group, sale kinds with the sale calendar.
+    members = [c for group in groups.values() for c in group]
+    assert sorted(members) == sorted(columns)
+    assert {c for c in columns if c.startswith(SALE_KIND_PREFIX)} <= set(groups["sale calendar"])
+
+
+def test_rows_are_sorted_by_importance_with_one_reference(
+    explained: tuple[Config, pd.DataFrame],
+) -> None:
+    _, table = explained
+
+    assert table["importance"].is_monotonic_decreasing
+    assert table["mase"].nunique() == 1
+    assert table["mase"].iloc[0] > 0
+    assert table["importance"].to_numpy() == pytest.approx(
+        (table["mase_shuffled"] - table["mase"]).to_numpy()
+    )
+    assert table["importance"].max() > 0, "a model with features depends on some of them"
+
+
+def test_shuffling_a_constant_group_changes_nothing(
+    explained: tuple[Config, pd.DataFrame],
+) -> None:
+    cfg, table = explained
+    history, _ = read_features(cfg)
+    holdout = history.iloc[-HOLDOUT_HOURS:]
+    groups = explain.feature_groups(exogenous_columns(history))
+    constant = {name for name, members in groups.items() if (holdout[members].nunique() == 1).all()}
+    # The last day of the six weeks: one month, no holiday, no sale (each group constant),
+    # but 24 different hours: both kinds of group are there to tell apart.
+    assert constant
+    assert constant != set(groups)
+
+    importance = table.set_index("feature")["importance"]
+
+    for name in constant:
+        assert importance[name] == 0.0, name
+
+
+def test_csv_holds_the_table(explained: tuple[Config, pd.DataFrame]) -> None:
+    cfg, table = explained
+    reports = Path(cfg.paths.reports_dir)
+
+    written = pd.read_csv(reports / explain.EXPLAIN_CSV)
+
+    assert written.columns.tolist() == HEADER
+    assert written["feature"].tolist() == table["feature"].tolist()
+    assert written["importance"].to_numpy() == pytest.approx(
+        table["importance"].to_numpy(), abs=1e-4
+    )
+    assert (reports / explain.EXPLAIN_PNG).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_model_without_features_writes_only_the_header(config_in: Config) -> None:
+    # The seasonal-naive baseline takes no X; no features need to exist for it.
+    cfg = dataclasses.replace(config_in, model=config_in.baseline)
+    reports = Path(cfg.paths.reports_dir)
+
+    assert explain.run(cfg) is None
+
+    lines = (reports / explain.EXPLAIN_CSV).read_text(encoding="utf-8").splitlines()
+    assert lines == [",".join(HEADER)]
+    assert not (reports / explain.EXPLAIN_PNG).exists()
