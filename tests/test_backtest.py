@@ -32,7 +32,7 @@ def test_last_fold_ends_at_the_last_observed_hour() -> None:
 def test_dask_backend_gives_the_same_forecasts(
     small_raw: Config, small_history: pd.DataFrame
 ) -> None:
-    sequential = dataclasses.replace(small_raw.backtest, n_folds=3, step_hours=48)
+    sequential = dataclasses.replace(small_raw.backtest, n_folds=3, step_hours=48, backend=None)
     on_dask = dataclasses.replace(sequential, backend="dask", n_jobs=2)
     one = run_backtest(small_raw.model, small_history, sequential, setting="model", intervals=False)
     two = run_backtest(small_raw.model, small_history, on_dask, setting="model", intervals=False)
@@ -58,6 +58,7 @@ def test_progress_shows_folds_on_a_terminal_and_stays_quiet_in_ci(
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     monkeypatch.setenv("CI", ci)
-    backtest = dataclasses.replace(small_raw.backtest, n_folds=2, step_hours=48)
+    # In-process folds: a worker process would print to its own stderr, not this terminal.
+    backtest = dataclasses.replace(small_raw.backtest, n_folds=2, step_hours=48, backend=None)
     run_backtest(small_raw.baseline, small_history, backtest, setting="baseline", intervals=False)
     assert ("fold 2 of 2" in terminal.getvalue()) is shown

@@ -73,19 +73,23 @@ def _dask_keeps_objects(backend: str | None) -> Iterator[None]:
 
 
 class _FoldProgress:
-    """Counts scored folds; shows "fold i of n" on a terminal, nothing in CI logs."""
+    """Shows "fold i of n" on a terminal as folds are scored; nothing in CI logs.
 
-    def __init__(self, name: str, total: int) -> None:
-        self.name, self.total, self.done = name, total, 0
+    The fold number comes from the fold's first test hour, not from a counter: with a
+    parallel backend each worker scores its own folds on its own copy of this object.
+    """
+
+    def __init__(self, name: str, first_test_hours: list[pd.Timestamp]) -> None:
+        self.name, self.first_test_hours = name, first_test_hours
         self.live = sys.stderr.isatty() and not os.environ.get("CI")
 
     def __call__(self, y_true: pd.Series, y_pred: pd.Series, **_: Any) -> float:
-        self.done += 1
         if self.live:
-            end = "\n" if self.done == self.total else ""
+            fold = self.first_test_hours.index(pd.Timestamp(y_true.index[0])) + 1
+            total = len(self.first_test_hours)
             print(
-                f"\r  backtest {self.name}: fold {self.done} of {self.total}",
-                end=end,
+                f"\r  backtest {self.name}: fold {fold} of {total}",
+                end="\n" if fold == total else "",
                 file=sys.stderr,
                 flush=True,
             )
@@ -110,7 +114,8 @@ def run_backtest(
     forecaster = build_forecaster(model, setting=setting)
     y = target_series(history)
     X = exogenous(history, exogenous_columns(history)) if model.uses_exog else None
-    progress = _FoldProgress(model.name, backtest.n_folds)
+    first_test_hours = [y.index[cutoff + 1] for cutoff in cv.get_cutoffs(y)]
+    progress = _FoldProgress(model.name, first_test_hours)
     scoring: list[Any] = [
         make_forecasting_scorer(progress, name="progress_mae", greater_is_better=False)
     ]

@@ -59,6 +59,14 @@ def importance(table: pd.DataFrame, path: Path) -> None:
     _save(figure, path)
 
 
+def message(text: str, path: Path) -> None:
+    """A small image that says why there is no plot (DVC expects the file either way)."""
+    figure, axis = plt.subplots(figsize=(6, 1.2))
+    axis.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    axis.set_axis_off()
+    _save(figure, path)
+
+
 def _save(figure: Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()

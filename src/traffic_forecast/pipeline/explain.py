@@ -103,9 +103,10 @@ def run(cfg: Config) -> pd.DataFrame | None:
     """Write the importance table and plot; ``None`` for a model without exogenous inputs."""
     reports = Path(cfg.paths.reports_dir)
     if not cfg.model.uses_exog:
-        note = f"{cfg.model.name} uses no exogenous features: nothing to explain by permutation\n"
+        note = f"{cfg.model.name} uses no exogenous features: nothing to explain by permutation"
         write_text_atomic(reports / EXPLAIN_CSV, "feature,importance,mase_shuffled,mase\n")
-        log.info(note.strip())
+        plots.message(note, reports / EXPLAIN_PNG)
+        log.info(note)
         return None
     history, _ = read_features(cfg)
     table = permutation_importance(cfg.model, history, cfg.explain, cfg.seed)
