@@ -19,6 +19,14 @@ BIKE_SHARING_CSV = SHARED_DATA / "bike-sharing" / "hour.csv"
 os.environ.update(
     {"DVC_NO_ANALYTICS": "1", "BENTOML_DO_NOT_TRACK": "True", "ITERATIVE_DO_NOT_TRACK": "1"}
 )
+# Tests commit in temporary clones (dvc exp run): a fresh machine may have no git identity.
+for _key, _value in {
+    "GIT_AUTHOR_NAME": "traffic-forecast tests",
+    "GIT_AUTHOR_EMAIL": "tests@traffic-forecast.invalid",
+    "GIT_COMMITTER_NAME": "traffic-forecast tests",
+    "GIT_COMMITTER_EMAIL": "tests@traffic-forecast.invalid",
+}.items():
+    os.environ.setdefault(_key, _value)
 
 
 @pytest.fixture(autouse=True)
@@ -34,25 +42,30 @@ def base_config() -> Config:
     return to_typed(compose([]), origin="conf/")
 
 
-@pytest.fixture
-def config_in(tmp_path: Path, base_config: Config) -> Config:
-    """The default config with every path under ``tmp_path``."""
-    raw = tmp_path / "data" / "raw"
+def config_under(root: Path, base: Config) -> Config:
+    """``base`` with every path (raw data, outputs, reports) under ``root``."""
+    raw = root / "data" / "raw"
     paths = dataclasses.replace(
-        base_config.paths,
+        base.paths,
         raw_dir=str(raw),
-        validated_dir=str(tmp_path / "data" / "validated"),
-        features_dir=str(tmp_path / "data" / "features"),
-        model_dir=str(tmp_path / "models"),
-        reports_dir=str(tmp_path / "reports"),
+        validated_dir=str(root / "data" / "validated"),
+        features_dir=str(root / "data" / "features"),
+        model_dir=str(root / "models"),
+        reports_dir=str(root / "reports"),
     )
     data = dataclasses.replace(
-        base_config.data,
+        base.data,
         traffic_file=str(raw / "traffic.csv"),
         sale_events_file=str(raw / "sale_events.csv"),
         infrastructure_file=str(raw / "infrastructure.csv"),
     )
-    return dataclasses.replace(base_config, paths=paths, data=data)
+    return dataclasses.replace(base, paths=paths, data=data)
+
+
+@pytest.fixture
+def config_in(tmp_path: Path, base_config: Config) -> Config:
+    """The default config with every path under ``tmp_path``."""
+    return config_under(tmp_path, base_config)
 
 
 SMALL_PERIOD = SimulationConfig(start="2024-01-01", end="2024-02-11 23:00")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, SMALL_PERIOD
+from tests.conftest import REPO_ROOT, SMALL_PERIOD, config_under
 from traffic_forecast.config import Config
 from traffic_forecast.intervals import MIN_CALIBRATION_FOLDS
 from traffic_forecast.pipeline import evaluate, features, train, validate
@@ -28,23 +28,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _config_under(root: Path, base: Config) -> Config:
     """``base`` with every path under ``root`` (as ``config_in`` does) and a small backtest."""
-    raw = root / "data" / "raw"
-    paths = dataclasses.replace(
-        base.paths,
-        raw_dir=str(raw),
-        validated_dir=str(root / "data" / "validated"),
-        features_dir=str(root / "data" / "features"),
-        model_dir=str(root / "models"),
-        reports_dir=str(root / "reports"),
-    )
-    data = dataclasses.replace(
-        base.data,
-        traffic_file=str(raw / "traffic.csv"),
-        sale_events_file=str(raw / "sale_events.csv"),
-        infrastructure_file=str(raw / "infrastructure.csv"),
-    )
     backtest = dataclasses.replace(base.backtest, n_folds=N_FOLDS, horizon=HORIZON, step_hours=STEP)
-    return dataclasses.replace(base, paths=paths, data=data, backtest=backtest)
+    return dataclasses.replace(config_under(root, base), backtest=backtest)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import SMALL_PERIOD
+from tests.conftest import SMALL_PERIOD, config_under
 from traffic_forecast.config import Config
 from traffic_forecast.pipeline import explain, features, validate
 from traffic_forecast.pipeline.features import SALE_KIND_PREFIX, exogenous_columns
@@ -28,23 +28,8 @@ HEADER = ["feature", "importance", "mase_shuffled", "mase"]
 
 def _config_under(root: Path, base: Config) -> Config:
     """``base`` with every path under ``root`` (as ``config_in`` does) and a short holdout."""
-    raw = root / "data" / "raw"
-    paths = dataclasses.replace(
-        base.paths,
-        raw_dir=str(raw),
-        validated_dir=str(root / "data" / "validated"),
-        features_dir=str(root / "data" / "features"),
-        model_dir=str(root / "models"),
-        reports_dir=str(root / "reports"),
-    )
-    data = dataclasses.replace(
-        base.data,
-        traffic_file=str(raw / "traffic.csv"),
-        sale_events_file=str(raw / "sale_events.csv"),
-        infrastructure_file=str(raw / "infrastructure.csv"),
-    )
     settings = dataclasses.replace(base.explain, holdout_hours=HOLDOUT_HOURS, repeats=2)
-    return dataclasses.replace(base, paths=paths, data=data, explain=settings)
+    return dataclasses.replace(config_under(root, base), explain=settings)
 
 
 @pytest.fixture(scope="module")

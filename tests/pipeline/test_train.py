@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, SMALL_PERIOD
+from tests.conftest import REPO_ROOT, SMALL_PERIOD, config_under
 from traffic_forecast.config import Config
 from traffic_forecast.errors import PipelineInputError
 from traffic_forecast.models import exogenous
@@ -28,30 +28,10 @@ from traffic_forecast.simulate import simulate, write_raw_tables
 FORECAST_HOURS = 24
 
 
-def _config_under(root: Path, base: Config) -> Config:
-    """``base`` with every path under ``root`` (as the ``config_in`` fixture does)."""
-    raw = root / "data" / "raw"
-    paths = dataclasses.replace(
-        base.paths,
-        raw_dir=str(raw),
-        validated_dir=str(root / "data" / "validated"),
-        features_dir=str(root / "data" / "features"),
-        model_dir=str(root / "models"),
-        reports_dir=str(root / "reports"),
-    )
-    data = dataclasses.replace(
-        base.data,
-        traffic_file=str(raw / "traffic.csv"),
-        sale_events_file=str(raw / "sale_events.csv"),
-        infrastructure_file=str(raw / "infrastructure.csv"),
-    )
-    return dataclasses.replace(base, paths=paths, data=data)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> Config:
     """Six weeks of simulated data through validate, features and train (once per module)."""
-    cfg = _config_under(tmp_path_factory.mktemp("train"), base_config)
+    cfg = config_under(tmp_path_factory.mktemp("train"), base_config)
     write_raw_tables(simulate(SMALL_PERIOD), Path(cfg.paths.raw_dir))
     assert validate.run(cfg).passed
     features.run(cfg)
