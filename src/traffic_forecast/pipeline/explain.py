@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from traffic_forecast import plots
+from traffic_forecast.backtest import MASE_SEASON
 from traffic_forecast.cli import run_stage
 from traffic_forecast.config import Config, ExplainConfig, ModelConfig, load_config
 from traffic_forecast.io import write_text_atomic
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 EXPLAIN_CSV = "explain.csv"
 EXPLAIN_PNG = "explain.png"
-MASE_SEASON = 168
 
 # Features that carry one idea are shuffled together: shuffling hour but not hour_of_week
 # would leave the information in place and call the hour unimportant.
