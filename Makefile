@@ -44,13 +44,43 @@ params: install ## Compose conf/ into params.yaml (what `dvc exp run` does)
 data: install ## Get data/raw at the version data.dvc names (pull, or regenerate and push)
 	$(TF) data
 
+.PHONY: remote
+remote: install ## Use the configured DVC remote, or the embedded default where it has no credentials
+	$(TF) remote
+
+.PHONY: validate
+validate: data ## Validate data/raw: the pipeline's first stage (reports/validation.md)
+	$(BIN)/dvc repro validate
+
 .PHONY: repro
-repro: data ## Run the DVC pipeline (validate → features → train → evaluate)
+repro: data ## Run the DVC pipeline (validate → features → train → evaluate → explain)
 	$(BIN)/dvc repro
 
 .PHONY: demo
 demo: repro ## Install, get the data and run the whole pipeline end to end
 	$(TF) summary
+
+# The PR report compares with BASE: in CI the pull request's base commit (from the event
+# file), else main. `make report BASE=origin/release` compares with another ref.
+BASE ?=
+REPORT_WATERMARK := traffic-forecast report
+
+.PHONY: report
+report: install ## Write reports/report.md (+ .json) against BASE (default: the PR's base, or main)
+	$(TF) report $(if $(BASE),--base $(BASE))
+
+.PHONY: gate
+gate: install ## Exit non-zero when reports/report.json failed the PR gate (the required check)
+	$(TF) gate
+
+.PHONY: comment
+comment: ## Post reports/report.md on the PR with CML: one comment, updated on every push
+	cml comment update --target=pr --watermark-title="$(REPORT_WATERMARK)" --no-publish \
+		reports/report.md
+
+.PHONY: job-summary
+job-summary: ## Append reports/report.md to the GitHub Actions job summary
+	cat reports/report.md >> "$$GITHUB_STEP_SUMMARY"
 
 .PHONY: test
 test: install ## Install and run every test, slow ones included (what CI runs)

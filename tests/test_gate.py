@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from traffic_forecast.config import GateConfig
 from traffic_forecast.gate import apply_gate
+from traffic_forecast.gate import main as gate_main
 
 GATE = GateConfig(max_mase_regression_pct=2.0, max_sale_error_regression_pct=5.0)
 
@@ -70,3 +74,30 @@ def test_a_backtest_without_sale_hours_skips_the_sale_check_instead_of_failing()
     verdict = apply_gate(no_sales, no_sales, GATE, labels=[])
     assert verdict.passed is True
     assert not any("sale" in text for text, _ in verdict.checks)
+
+
+@pytest.mark.parametrize(
+    ("passed", "headline", "code"),
+    [
+        (True, "✅ Gate passed: MASE 0.49 vs seasonal naive 1.41", 0),
+        (True, "⚠️ Gate overridden by label: MASE +20.0 % vs base", 0),
+        (False, "❌ Gate failed: MASE +20.0 % vs base (limit +2 %)", 1),
+        (False, "❌ Data validation failed: training did not run", 1),
+    ],
+    ids=["passed", "overridden", "failed", "validation-failed"],
+)
+def test_gate_command_exits_with_the_reports_verdict(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, passed: bool, headline: str, code: int
+) -> None:
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"passed": passed, "headline": headline}), encoding="utf-8")
+    with caplog.at_level(logging.INFO):
+        assert gate_main(["--report", str(report)]) == code
+    assert headline in caplog.text
+
+
+def test_gate_command_without_a_report_says_what_to_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert gate_main(["--report", str(tmp_path / "none.json")]) == 1
+    assert "make report" in caplog.text

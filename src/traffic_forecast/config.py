@@ -161,6 +161,25 @@ class GateConfig:
 
 
 @dataclass
+class CapacityConfig:
+    """How forecasts become instances: capacity learnt from the infrastructure table."""
+
+    window_hours: int = 672  # learn per-instance capacity from the last four weeks
+    min_cpu: float = 0.2  # hours with less CPU measure noise, not load
+    target_utilisation: float = 0.6  # size the fleet to keep CPU at this level
+
+    def __post_init__(self) -> None:
+        if self.window_hours < 1:
+            raise ConfigError(f"capacity.window_hours={self.window_hours}: must be at least 1")
+        if not 0.0 <= self.min_cpu < 1.0:
+            raise ConfigError(f"capacity.min_cpu={self.min_cpu}: must lie in [0, 1)")
+        if not 0.0 < self.target_utilisation <= 1.0:
+            raise ConfigError(
+                f"capacity.target_utilisation={self.target_utilisation}: must lie in (0, 1]"
+            )
+
+
+@dataclass
 class Config:
     """The whole composed configuration (``conf/config.yaml`` and its groups)."""
 
@@ -173,6 +192,7 @@ class Config:
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)
 
 
 def to_typed(raw: DictConfig | dict[str, Any], *, origin: str) -> Config:

@@ -6,11 +6,22 @@ label; the verdict then says so instead of hiding it.
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import math
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from traffic_forecast.config import GateConfig
+from traffic_forecast.cli import run_stage
+from traffic_forecast.config import GateConfig, load_config
+from traffic_forecast.errors import PipelineInputError
+
+log = logging.getLogger(__name__)
+
+REPORT_JSON = "report.json"  # written by `traffic-forecast report`
 
 
 @dataclass(frozen=True)
@@ -79,3 +90,30 @@ def apply_gate(
     failed = any(not ok for _, ok in checks)
     overridden = failed and gate.override_label in labels
     return Verdict(passed=not failed or overridden, overridden=overridden, checks=checks)
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="traffic-forecast gate",
+        description="Exit 0 when reports/report.json passed the gate (or was overridden), else 1.",
+    )
+    parser.add_argument("--report", type=Path, default=None, help="default: reports/report.json")
+    args = parser.parse_args(argv)
+    path = args.report or Path(load_config().paths.reports_dir) / REPORT_JSON
+    if not path.is_file():
+        raise PipelineInputError(f"{path} not found: run `make report` first")
+    report = json.loads(path.read_text(encoding="utf-8"))
+    if report.get("passed"):
+        log.info("%s", report["headline"])
+        return 0
+    log.error("%s", report["headline"])
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast gate``: the PR's pass/fail check, from the report it was given."""
+    return run_stage(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

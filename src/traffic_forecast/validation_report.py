@@ -45,11 +45,21 @@ def render_markdown(failures: list[Failure], rows: dict[str, int], notes: list[s
     return "\n".join(lines) + "\n"
 
 
-def render_json(failures: list[Failure], rows: dict[str, int], notes: list[str]) -> dict[str, Any]:
-    """The same content as the Markdown report, for tools (the PR report, the gate)."""
+def render_json(
+    failures: list[Failure],
+    rows: dict[str, int],
+    notes: list[str],
+    files: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The same content as the Markdown report, for tools (the PR report, the gate).
+
+    ``files`` describes each raw file (MD5, rows, first and last hour): what the PR report
+    compares with the base branch's.
+    """
     return {
         "passed": not failures,
         "rows": rows,
+        "files": files or {},
         "notes": notes,
         "failures": [
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -178,6 +179,33 @@ def test_example_tables_pass_and_are_written(small_raw: Config) -> None:
     report = json.loads((Path(small_raw.paths.reports_dir) / "validation.json").read_text())
     assert report["passed"] is True
     assert report["failures"] == []
+
+
+def test_the_json_report_describes_each_raw_file_for_the_pr_report(small_raw: Config) -> None:
+    assert validate.validate_and_log(small_raw) == 0
+    report = json.loads((Path(small_raw.paths.reports_dir) / "validation.json").read_text())
+    traffic_file = small_raw.data.traffic_file
+    described = report["files"][traffic_file]
+    expected_md5 = hashlib.md5(Path(traffic_file).read_bytes(), usedforsecurity=False).hexdigest()
+    assert described["md5"] == expected_md5  # the per-file hash DVC keeps in the .dir manifest
+    assert described["rows"] == report["rows"][traffic_file]
+    assert (described["first"], described["last"]) == ("2024-01-01 00:00", "2024-02-11 23:00")
+    events = report["files"][small_raw.data.sale_events_file]
+    assert events["first"] <= events["last"]
+    assert set(report["files"]) == set(report["rows"])
+
+
+def test_a_failed_table_is_described_without_the_hours_it_would_cover(small_raw: Config) -> None:
+    traffic = Path(small_raw.data.traffic_file)
+    lines = traffic.read_text(encoding="utf-8").splitlines(keepends=True)
+    stamp, _ = lines[5].rstrip("\n").split(",")
+    lines[5] = f"{stamp},-1\n"
+    traffic.write_text("".join(lines), encoding="utf-8")
+    assert validate.validate_and_log(small_raw) == 1
+    report = json.loads((Path(small_raw.paths.reports_dir) / "validation.json").read_text())
+    described = report["files"][str(traffic)]
+    assert "first" not in described
+    assert described["rows"] == len(lines) - 1
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))

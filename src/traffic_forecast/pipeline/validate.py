@@ -7,10 +7,12 @@ last good run where it was, so nothing downstream is trained on bad data.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
@@ -20,6 +22,7 @@ from traffic_forecast.config import Config, DataConfig, load_config
 from traffic_forecast.io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from traffic_forecast.schemas import (
     InfrastructureRaw,
+    SaleEventsRaw,
     TrafficRaw,
     sale_events_schema,
 )
@@ -207,20 +210,50 @@ def _infrastructure_covers_traffic(
     ]
 
 
-def read_raw(data: DataConfig) -> tuple[dict[str, pd.DataFrame | None], list[Failure]]:
-    """Read the configured raw files as text; unreadable files become failures."""
+def raw_files(data: DataConfig) -> dict[str, str]:
+    """The configured raw files, by table key (tables the config leaves out are absent)."""
     files = {
         "traffic": data.traffic_file,
         "sale_events": data.sale_events_file,
         "infrastructure": data.infrastructure_file,
     }
+    return {key: file for key, file in files.items() if file is not None}
+
+
+def read_raw(data: DataConfig) -> tuple[dict[str, pd.DataFrame | None], list[Failure]]:
+    """Read the configured raw files as text; unreadable files become failures."""
     texts: dict[str, pd.DataFrame | None] = {}
     failures: list[Failure] = []
-    for key, file in files.items():
-        if file is not None:
-            texts[key], found = read_csv_text(Path(file))
-            failures += found
+    for key, file in raw_files(data).items():
+        texts[key], found = read_csv_text(Path(file))
+        failures += found
     return texts, failures
+
+
+def describe_files(data: DataConfig, result: ValidationResult) -> dict[str, dict[str, Any]]:
+    """Per raw file: its MD5 (the hash DVC keeps of it), rows, and the hours a valid one covers.
+
+    The PR report compares these with the base branch's to say what a data change changed.
+    """
+    described: dict[str, dict[str, Any]] = {}
+    for key, file in raw_files(data).items():
+        path = Path(file)
+        if not path.is_file():
+            continue  # reported as a failure by read_raw
+        entry: dict[str, Any] = {
+            "md5": hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest(),
+            "rows": result.rows.get(file),
+        }
+        table = result.tables.get(key)
+        if table is not None and not table.empty:
+            first, last = (
+                (table[SaleEventsRaw.start].min(), table[SaleEventsRaw.end].max())
+                if key == "sale_events"
+                else (table[TrafficRaw.timestamp].min(), table[TrafficRaw.timestamp].max())
+            )
+            entry |= {"first": f"{first:%Y-%m-%d %H:%M}", "last": f"{last:%Y-%m-%d %H:%M}"}
+        described[file] = entry
+    return described
 
 
 def run(cfg: Config) -> ValidationResult:
@@ -232,7 +265,8 @@ def run(cfg: Config) -> ValidationResult:
         reports / "validation.md", render_markdown(result.failures, result.rows, result.notes)
     )
     write_json_atomic(
-        reports / "validation.json", render_json(result.failures, result.rows, result.notes)
+        reports / "validation.json",
+        render_json(result.failures, result.rows, result.notes, describe_files(cfg.data, result)),
     )
     if result.passed:
         out = Path(cfg.paths.validated_dir)

@@ -1,0 +1,272 @@
+"""The report's thin I/O: read the PR's files, the base's through git and DVC, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from traffic_forecast.capacity import learn_capacity
+from traffic_forecast.cli import run_stage
+from traffic_forecast.config import CapacityConfig, load_config
+from traffic_forecast.errors import PipelineInputError, TrafficForecastError
+from traffic_forecast.gate import apply_gate
+from traffic_forecast.io import write_json_atomic, write_text_atomic
+from traffic_forecast.lineage import DATA_DVC, data_version
+from traffic_forecast.remote import REMOTE_FILE
+from traffic_forecast.report.render import ReportInputs, render_json, render_markdown
+from traffic_forecast.report.sections import CapacityImpact
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "reports/metrics.json"
+VALIDATION_FILE = "reports/validation.json"
+FORECAST_FILE = "reports/plots/forecast.csv"
+HORIZON_FILE = "reports/plots/error_by_horizon.csv"
+DEFAULT_BASE = "main"
+
+
+def _run(args: list[str]) -> str | None:
+    """A command's stdout, or None when it fails."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, check=True, env=env)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log.debug("%s failed: %s", " ".join(args), getattr(exc, "stderr", exc))
+        return None
+    return done.stdout
+
+
+def git_show(ref: str, path: str) -> str | None:
+    """A file's content at ``ref``, or None where it does not exist."""
+    return _run(["git", "show", f"{ref}:{path}"])
+
+
+def _dvc(*args: str) -> dict[str, Any]:
+    out = _run([sys.executable, "-m", "dvc", *args, "--json"])
+    try:
+        parsed = json.loads(out) if out else {}
+    except json.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def params_changed(base: str) -> dict[str, tuple[Any, Any]]:
+    """``dvc params diff <base>``: changed keys (every params file) as (base, PR)."""
+    changed: dict[str, tuple[Any, Any]] = {}
+    for file, keys in _dvc("params", "diff", base).items():
+        prefix = "" if file == "params.yaml" else f"{file}:"
+        for key, change in keys.items():
+            changed[prefix + key] = (change.get("old"), change.get("new"))
+    return changed
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def base_metrics(base: str) -> dict[str, Any] | None:
+    """The base's committed metrics: ``dvc metrics diff``, else ``git show``."""
+    diff = _dvc("metrics", "diff", base, "--all").get(METRICS_FILE, {})
+    old = {key: change.get("old") for key, change in diff.items()}
+    if any(value is not None for value in old.values()):
+        nested = _unflatten(old)
+        if "model" in nested:
+            return nested
+    text = git_show(base, METRICS_FILE)
+    return json.loads(text) if text else None
+
+
+def _read_csv(text: str | None) -> pd.DataFrame | None:
+    return pd.read_csv(io.StringIO(text)) if text else None
+
+
+def _file(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def _base_data_version(base: str) -> str | None:
+    text = git_show(base, str(DATA_DVC))
+    if text is None:
+        return None
+    outs = (yaml.safe_load(text) or {}).get("outs", [])
+    return str(outs[0]["md5"]) if outs else "unknown"
+
+
+def _peak(forecast: pd.DataFrame | None) -> tuple[float, str] | None:
+    if forecast is None:
+        return None
+    for column in ("upper", "model"):
+        if column in forecast and forecast[column].notna().any():
+            return float(forecast[column].max()), column
+    return None
+
+
+def capacity_impact(
+    capacity_cfg: CapacityConfig,
+    validated: Path,
+    forecast_pr: pd.DataFrame | None,
+    forecast_base: pd.DataFrame | None,
+) -> tuple[CapacityImpact | None, str]:
+    """Instances at the peak, PR vs base, or why the section is skipped."""
+    traffic, infra = validated / "traffic.parquet", validated / "infrastructure.parquet"
+    if not infra.is_file() or not traffic.is_file():
+        return None, (
+            f"Skipped: no infrastructure table (`{infra}`), so no per-instance capacity to learn "
+            "(bring-your-own data without `infrastructure.csv`, or `dvc repro validate` not run)."
+        )
+    peak = _peak(forecast_pr)
+    if peak is None:
+        return None, "Skipped: no forecast in `reports/plots/forecast.csv`."
+    try:
+        capacity = learn_capacity(
+            pd.read_parquet(traffic),
+            pd.read_parquet(infra),
+            window_hours=capacity_cfg.window_hours,
+            min_cpu=capacity_cfg.min_cpu,
+        )
+    except TrafficForecastError as exc:
+        return None, f"Skipped: {exc}."
+    base_peak = None
+    if forecast_base is not None and peak[1] in forecast_base:
+        base_peak = float(forecast_base[peak[1]].max())  # same column on both sides
+    impact = CapacityImpact(capacity, capacity_cfg.target_utilisation, peak[0], base_peak, peak[1])
+    return impact, ""
+
+
+def _json(text: str | None) -> dict[str, Any] | None:
+    parsed = json.loads(text) if text else None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def remote_note(reports: Path) -> str | None:
+    """What ``traffic-forecast remote`` recorded about the DVC remote of this run."""
+    recorded = _json(_file(reports / REMOTE_FILE))
+    return None if recorded is None else str(recorded.get("note", ""))
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """What the report takes from a GitHub ``pull_request`` event: the base commit, the labels."""
+
+    base_sha: str
+    labels: list[str]
+
+
+def pull_request_event(path: str | None) -> PullRequest | None:
+    """The pull request in a GitHub event payload (``GITHUB_EVENT_PATH``), if it is one.
+
+    Read from the file, never from the workflow's command line: branch names and labels are
+    chosen by whoever opens the pull request, and must not pass through a shell.
+    """
+    if not path or not Path(path).is_file():
+        return None
+    pull = (_json(Path(path).read_text(encoding="utf-8")) or {}).get("pull_request")
+    if not isinstance(pull, dict):
+        return None
+    labels = [str(label.get("name", "")) for label in pull.get("labels", [])]
+    return PullRequest(str(pull["base"]["sha"]), [label for label in labels if label])
+
+
+def _ref_label(ref: str) -> str:
+    """``main (1a2b3c4)``, or the short hash alone when the ref is a commit hash."""
+    short = (_run(["git", "rev-parse", "--short", f"{ref}^{{commit}}"]) or "").strip()
+    return short if not short or ref.startswith(short) else f"{ref} ({short})"
+
+
+def gather(base: str, labels: list[str]) -> ReportInputs:
+    """Read everything the report shows, for the PR (workspace) and ``base`` (git, DVC)."""
+    if _run(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"]) is None:
+        raise PipelineInputError(f"base {base!r} is not a commit here: fetch it first")
+    cfg = load_config()
+    reports, validated = Path(cfg.paths.reports_dir), Path(cfg.paths.validated_dir)
+    validation_text = _file(reports / "validation.json")
+    if validation_text is None:
+        raise PipelineInputError(f"{reports / 'validation.json'} not found: run `dvc repro`")
+    metrics_text = _file(reports / "metrics.json")
+    pr_metrics = json.loads(metrics_text) if metrics_text else None
+    base_m = base_metrics(base)
+    validation = json.loads(validation_text)
+    base_validation = _json(git_show(base, VALIDATION_FILE))
+    verdict = None
+    if validation.get("passed") and pr_metrics is not None:
+        verdict = apply_gate(pr_metrics, base_m, cfg.gate, labels)
+    forecast_pr = _read_csv(_file(reports / "plots" / "forecast.csv"))
+    forecast_base = _read_csv(git_show(base, FORECAST_FILE))
+    impact, reason = capacity_impact(cfg.capacity, validated, forecast_pr, forecast_base)
+    explain = _file(reports / "explain.csv")
+    commit = (_run(["git", "rev-parse", "--short", "HEAD"]) or "unknown").strip()
+    return ReportInputs(
+        base_ref=_ref_label(base),
+        commit=commit,
+        validation=validation,
+        validation_md=_file(reports / "validation.md") or "",
+        data_version_pr=data_version(),
+        data_version_base=_base_data_version(base),
+        base_validation=base_validation,
+        params_changed=params_changed(base),
+        pr_metrics=pr_metrics,
+        base_metrics=base_m,
+        nominal_coverage=cfg.backtest.coverage,
+        verdict=verdict,
+        forecast_pr=forecast_pr,
+        forecast_base=forecast_base,
+        horizon_pr=_read_csv(_file(reports / "plots" / "error_by_horizon.csv")),
+        horizon_base=_read_csv(git_show(base, HORIZON_FILE)),
+        capacity=impact,
+        capacity_reason=reason,
+        explain=_read_csv(explain),
+        remote_note=remote_note(reports),
+    )
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="traffic-forecast report", description=__doc__)
+    parser.add_argument(
+        "--base",
+        default=None,
+        help=f"git ref to compare with (default: the pull request's base commit in "
+        f"GITHUB_EVENT_PATH, else {DEFAULT_BASE})",
+    )
+    parser.add_argument(
+        "--labels", default=None, help="PR labels, comma-separated (default: from the event)"
+    )
+    args = parser.parse_args(argv)
+    event = pull_request_event(os.environ.get("GITHUB_EVENT_PATH"))
+    base = args.base or (event.base_sha if event else DEFAULT_BASE)
+    if args.labels is not None:
+        labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    else:
+        labels = event.labels if event else []
+    inputs = gather(base, labels)
+    reports = Path(load_config().paths.reports_dir)
+    write_text_atomic(reports / "report.md", render_markdown(inputs))
+    write_json_atomic(reports / "report.json", render_json(inputs))
+    log.info("%s\nwrote %s", render_json(inputs)["headline"], reports / "report.md")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast report [--base <ref>] [--labels a,b]``."""
+    return run_stage(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

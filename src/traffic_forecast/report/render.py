@@ -1,0 +1,151 @@
+"""Assemble the PR report, in its fixed section order, from gathered plain data (no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from traffic_forecast.gate import Verdict
+from traffic_forecast.report.charts import forecast_chart, horizon_chart
+from traffic_forecast.report.sections import (
+    CapacityImpact,
+    capacity_section,
+    data_section,
+    explain_section,
+    footer,
+    leaf_changes,
+    metrics_table,
+    params_table,
+    verdict_line,
+)
+
+SECTIONS = (
+    "## Data",
+    "## Params",
+    "## Metrics",
+    "## Plots",
+    "## Capacity impact",
+    "## Explainability",
+)
+SKIPPED = (
+    "Params, metrics, plots, capacity and explainability are left out: data validation failed, "
+    "so training did not run. Fix the data (table above) and push again."
+)
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything the report shows, already read from the PR's and the base's files."""
+
+    base_ref: str
+    commit: str
+    validation: dict[str, Any]
+    validation_md: str = ""
+    data_version_pr: str = "unknown"
+    data_version_base: str | None = None
+    base_validation: dict[str, Any] | None = None  # the base's reports/validation.json
+    params_changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    pr_metrics: dict[str, Any] | None = None
+    base_metrics: dict[str, Any] | None = None
+    nominal_coverage: float = 0.9
+    verdict: Verdict | None = None
+    forecast_pr: pd.DataFrame | None = None
+    forecast_base: pd.DataFrame | None = None
+    horizon_pr: pd.DataFrame | None = None
+    horizon_base: pd.DataFrame | None = None
+    capacity: CapacityImpact | None = None
+    capacity_reason: str = "Capacity impact not computed."
+    explain: pd.DataFrame | None = None
+    remote_note: str | None = None
+
+    @property
+    def validation_passed(self) -> bool:
+        """True when ``reports/validation.json`` says the data passed."""
+        return bool(self.validation.get("passed", False))
+
+
+def _plots(inputs: ReportInputs) -> str:
+    parts: list[str] = []
+    if inputs.forecast_pr is not None and not inputs.forecast_pr.empty:
+        chart, legend = forecast_chart(inputs.forecast_pr, inputs.forecast_base)
+        parts += [chart, legend, ""]
+    if inputs.horizon_pr is not None and not inputs.horizon_pr.empty:
+        chart, legend = horizon_chart(inputs.horizon_pr, inputs.horizon_base)
+        parts += [chart, legend, ""]
+    if not parts:
+        parts = ["No plot data in `reports/plots/`.", ""]
+    parts.append("The PNGs (`reports/*.png`) are kept as workflow artifacts.")
+    return "\n".join(parts)
+
+
+def render_markdown(inputs: ReportInputs) -> str:
+    """The whole report: verdict, data, params, metrics, plots, capacity, drivers, footer."""
+    out = [
+        f"**{verdict_line(inputs.verdict, inputs.validation_passed)}**",
+        "",
+        f"PR `{inputs.commit}` vs base `{inputs.base_ref}`",
+        "",
+        SECTIONS[0],
+        "",
+        data_section(
+            inputs.data_version_pr,
+            inputs.data_version_base,
+            inputs.validation,
+            inputs.validation_md,
+            inputs.base_validation,
+        ),
+        "",
+    ]
+    if not inputs.validation_passed or inputs.pr_metrics is None:
+        reason = SKIPPED if not inputs.validation_passed else "No `reports/metrics.json`."
+        out += [reason, ""]
+    else:
+        table, _ = metrics_table(inputs.pr_metrics, inputs.base_metrics, inputs.nominal_coverage)
+        bodies = (
+            params_table(inputs.params_changed),
+            table,
+            _plots(inputs),
+            capacity_section(inputs.capacity, inputs.capacity_reason),
+            explain_section(inputs.explain),
+        )
+        for heading, body in zip(SECTIONS[1:], bodies, strict=True):
+            out += [heading, "", body, ""]
+    out.append(footer(inputs.commit, inputs.data_version_pr, inputs.remote_note))
+    return "\n".join(out) + "\n"
+
+
+def render_json(inputs: ReportInputs) -> dict[str, Any]:
+    """The verdict and the numbers behind the report, for tools."""
+    verdict = inputs.verdict
+    payload: dict[str, Any] = {
+        "base": inputs.base_ref,
+        "commit": inputs.commit,
+        "headline": verdict_line(verdict, inputs.validation_passed),
+        "passed": inputs.validation_passed and verdict is not None and verdict.passed,
+        "overridden": verdict is not None and verdict.overridden,
+        "checks": [] if verdict is None else [list(c) for c in verdict.checks],
+        "validation_passed": inputs.validation_passed,
+        "data_version": {"pr": inputs.data_version_pr, "base": inputs.data_version_base},
+        "params_changed": {
+            k: {"base": old, "pr": new}
+            for k, (old, new) in leaf_changes(inputs.params_changed).items()
+        },
+        "metrics": [],
+        "capacity": None,
+    }
+    if inputs.validation_passed and inputs.pr_metrics is not None:
+        _, rows = metrics_table(inputs.pr_metrics, inputs.base_metrics, inputs.nominal_coverage)
+        payload["metrics"] = rows
+    if inputs.capacity is not None:
+        impact = inputs.capacity
+        payload["capacity"] = {
+            "sessions_per_instance": impact.capacity.sessions_per_instance,
+            "target_utilisation": impact.target_utilisation,
+            "peak_pr": impact.peak_pr,
+            "peak_base": impact.peak_base,
+            "instances_pr": impact.instances_pr,
+            "instances_base": impact.instances_base,
+        }
+    return payload
