@@ -10,8 +10,11 @@ export BENTOML_DO_NOT_TRACK := True
 export ITERATIVE_DO_NOT_TRACK := 1
 export UV_PYTHON_DOWNLOADS := never
 export MPLBACKEND := Agg
+# The project's own BentoML store (models and Bentos), beside .venv and ignored by git.
+export BENTOML_HOME ?= $(abspath .bentoml)
 # DVC stages run `python -m …`: make that the project's interpreter.
-export PATH := $(abspath .venv)/bin:$(PATH)
+# BentoML builds with uv from PATH (else it pip-installs one): the bootstrapped one counts.
+export PATH := $(abspath .venv)/bin:$(abspath .tools)/bin:$(PATH)
 
 PYTHON ?= python3
 UV_VERSION := 0.13.9
@@ -81,6 +84,22 @@ comment: ## Post reports/report.md on the PR with CML: one comment, updated on e
 .PHONY: job-summary
 job-summary: ## Append reports/report.md to the GitHub Actions job summary
 	cat reports/report.md >> "$$GITHUB_STEP_SUMMARY"
+
+PORT ?= 3000
+
+.PHONY: model
+model: repro ## Save the trained model in the BentoML model store, its lineage as labels
+	$(TF) package
+
+.PHONY: bento
+bento: model ## Build the Bento (service + model) from bentofile.yaml
+	mkdir -p build
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --quiet -o build/requirements.txt
+	$(BIN)/bentoml build --output tag
+
+.PHONY: serve
+serve: install ## Serve the newest Bento on PORT (default 3000): POST /forecast, /capacity
+	$(BIN)/bentoml serve traffic-forecast:latest --port $(PORT)
 
 .PHONY: test
 test: install ## Install and run every test, slow ones included (what CI runs)

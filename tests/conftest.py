@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,11 @@ BIKE_SHARING_CSV = SHARED_DATA / "bike-sharing" / "hour.csv"
 os.environ.update(
     {"DVC_NO_ANALYTICS": "1", "BENTOML_DO_NOT_TRACK": "True", "ITERATIVE_DO_NOT_TRACK": "1"}
 )
+# BentoML's model and Bento store: the tests' own, never the user's (~/bentoml or .bentoml).
+# Set before anything imports bentoml, which reads it once.
+BENTOML_HOME = Path(tempfile.mkdtemp(prefix="traffic-forecast-bentoml-"))
+os.environ["BENTOML_HOME"] = str(BENTOML_HOME)
+atexit.register(shutil.rmtree, BENTOML_HOME, ignore_errors=True)
 # Tests commit in temporary clones (dvc exp run): a fresh machine may have no git identity.
 for _key, _value in {
     "GIT_AUTHOR_NAME": "traffic-forecast tests",

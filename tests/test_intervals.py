@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 
 from traffic_forecast.intervals import (
+    GRID_STEPS,
     MIN_CALIBRATION_FOLDS,
     calibrate,
+    from_grid,
     log_residuals,
+    quantile_grid,
     with_conformal_intervals,
 )
 from traffic_forecast.metrics import Fold, interval_scores
@@ -80,6 +83,34 @@ def test_calibration_applies_as_a_multiplicative_band() -> None:
 
     assert lower.tolist() == pytest.approx([100 * math.exp(-0.8), 2000 * math.exp(-0.8)])
     assert upper.tolist() == pytest.approx([100 * math.exp(0.8), 2000 * math.exp(0.8)])
+
+
+@pytest.mark.parametrize("coverage", [0.5, 0.8, 0.9, 0.95, 0.985], ids=str)
+def test_the_quantile_grid_serves_any_coverage_as_calibrate_would(coverage: float) -> None:
+    residuals = np.random.default_rng(5).normal(0.0, 0.1, 600)
+    folds = _folds_with_log_errors(list(np.array_split(residuals, 6)))
+    grid = quantile_grid(folds)
+    assert len(grid) == GRID_STEPS + 1
+    assert (grid[0], grid[-1]) == pytest.approx((residuals.min(), residuals.max()))
+    served, direct = from_grid(grid, coverage), calibrate(folds, coverage)
+    tail = (1 - coverage) / 2
+    for level, ours, exact in (
+        (tail, served.low, direct.low),
+        (1 - tail, served.high, direct.high),
+    ):
+        step = level * GRID_STEPS
+        if step == round(step):  # on one of the grid's levels: the same quantile
+            assert ours == pytest.approx(exact)
+        else:  # between two levels: both bounds fall between the same two grid values
+            below, above = grid[int(step)], grid[int(step) + 1]
+            assert below <= ours <= above
+            assert below <= exact <= above
+
+
+@pytest.mark.parametrize("coverage", [0.0, 1.0, -0.1, 1.5], ids=str)
+def test_a_coverage_outside_zero_one_is_refused(coverage: float) -> None:
+    with pytest.raises(ValueError, match="coverage"):
+        from_grid([-1.0, 0.0, 1.0], coverage)
 
 
 def test_log_residuals_stay_finite_at_zero() -> None:

@@ -180,6 +180,28 @@ class CapacityConfig:
 
 
 @dataclass
+class ServingConfig:
+    """The HTTP service: model name in the BentoML store, request limits, the what-if budget."""
+
+    model_name: str = "traffic-forecast"  # the BentoML model (and Bento) name
+    default_horizon: int = 24
+    default_coverage: float = 0.9  # prediction-interval coverage when a request names none
+    what_if_budget_ms: int = 1000  # a what-if taking longer is answered by the fallback
+    max_events: int = 20  # planned sale events in one what-if request
+    max_body_bytes: int = 65536  # larger request bodies get 413
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.default_horizon <= WEEK_HOURS:
+            raise ConfigError(f"serving.default_horizon={self.default_horizon}: 1 to {WEEK_HOURS}")
+        if not 0.0 < self.default_coverage < 1.0:
+            raise ConfigError(f"serving.default_coverage={self.default_coverage}: in (0, 1)")
+        if min(self.what_if_budget_ms, self.max_events, self.max_body_bytes) < 1:
+            raise ConfigError(
+                "serving.what_if_budget_ms, max_events and max_body_bytes must be at least 1"
+            )
+
+
+@dataclass
 class Config:
     """The whole composed configuration (``conf/config.yaml`` and its groups)."""
 
@@ -193,6 +215,7 @@ class Config:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
 
 def to_typed(raw: DictConfig | dict[str, Any], *, origin: str) -> Config:

@@ -17,6 +17,7 @@ import pandas as pd
 from traffic_forecast.metrics import Fold
 
 MIN_CALIBRATION_FOLDS = 4  # folds of residuals before the first fold gets an interval
+GRID_STEPS = 200  # serving's residual quantiles at levels 0, 0.005, …, 1: any coverage to 0.5 %
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,21 @@ def calibrate(folds: list[Fold], coverage: float) -> IntervalCalibration:
     tail = (1.0 - coverage) / 2
     low, high = np.quantile(residuals, [tail, 1.0 - tail])
     return IntervalCalibration(coverage, float(low), float(high), len(residuals))
+
+
+def quantile_grid(folds: list[Fold], steps: int = GRID_STEPS) -> list[float]:
+    """Log-residual quantiles at levels ``0, 1/steps, …, 1``: serving derives any coverage."""
+    return [float(q) for q in np.quantile(log_residuals(folds), np.linspace(0.0, 1.0, steps + 1))]
+
+
+def from_grid(grid: list[float], coverage: float, residuals: int = 0) -> IntervalCalibration:
+    """The calibration for ``coverage`` from a `quantile_grid`, interpolating between levels."""
+    if not 0.0 < coverage < 1.0:
+        raise ValueError(f"coverage {coverage} must lie in (0, 1)")
+    levels = np.linspace(0.0, 1.0, len(grid))
+    tail = (1.0 - coverage) / 2
+    low, high = np.interp([tail, 1.0 - tail], levels, grid)
+    return IntervalCalibration(coverage, float(low), float(high), residuals)
 
 
 def with_conformal_intervals(folds: list[Fold], coverage: float) -> list[Fold]:

@@ -15,7 +15,7 @@ import yaml
 
 from tests.conftest import REPO_ROOT, SMALL_PERIOD, config_under
 from traffic_forecast.config import Config
-from traffic_forecast.intervals import MIN_CALIBRATION_FOLDS
+from traffic_forecast.intervals import GRID_STEPS, MIN_CALIBRATION_FOLDS, from_grid
 from traffic_forecast.pipeline import evaluate, features, train, validate
 from traffic_forecast.simulate import simulate, write_raw_tables
 from traffic_forecast.summary import summary_table
@@ -117,6 +117,13 @@ def test_model_intervals_are_conformal_from_earlier_folds(evaluated: Config) -> 
     assert intervals["method"] == "split_conformal_log_residuals"
     assert intervals["residuals"] == N_FOLDS * HORIZON
     assert intervals["log_residual_low"] < 0 < intervals["log_residual_high"]
+    # The grids serve any coverage; at the calibrated one they give the calibrated bounds.
+    for grid in (intervals["log_residual_quantiles"], intervals["baseline_log_residual_quantiles"]):
+        assert len(grid) == GRID_STEPS + 1
+        assert grid == sorted(grid)
+    again = from_grid(intervals["log_residual_quantiles"], intervals["coverage"])
+    assert again.low == pytest.approx(intervals["log_residual_low"], abs=1e-4)
+    assert again.high == pytest.approx(intervals["log_residual_high"], abs=1e-4)
 
 
 def test_fold_table_agrees_with_the_headline_mase(evaluated: Config) -> None:

@@ -18,6 +18,7 @@ from traffic_forecast import plots
 from traffic_forecast.backtest import BacktestRun, run_backtest
 from traffic_forecast.cli import run_stage
 from traffic_forecast.config import Config, load_config
+from traffic_forecast.intervals import quantile_grid
 from traffic_forecast.io import write_json_atomic, write_text_atomic
 from traffic_forecast.metrics import error_by_step, fold_mase, summarise
 from traffic_forecast.pipeline.train import read_features
@@ -65,17 +66,26 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def interval_payload(model: BacktestRun) -> dict[str, Any]:
-    """How serving makes intervals: the model's own, or the calibrated residual quantiles."""
+def interval_payload(model: BacktestRun, baseline: BacktestRun) -> dict[str, Any]:
+    """How serving makes intervals: the model's own, or the calibrated residual quantiles.
+
+    The quantile grids (every 0.5 %) let serving answer any coverage a request asks for; the
+    baseline's is for the seasonal-naive fallback, which has no intervals of its own.
+    """
+    payload: dict[str, Any] = {
+        "method": "native",
+        "baseline_log_residual_quantiles": quantile_grid(baseline.folds),
+    }
     if model.calibration is None:
-        return {"method": "native"}
+        return payload
     calibration = model.calibration
-    return {
+    return payload | {
         "method": "split_conformal_log_residuals",
         "coverage": calibration.coverage,
         "log_residual_low": calibration.low,
         "log_residual_high": calibration.high,
         "residuals": calibration.residuals,
+        "log_residual_quantiles": quantile_grid(model.folds),
     }
 
 
@@ -134,7 +144,7 @@ def run(cfg: Config) -> dict[str, Any]:
     metrics = metrics_payload(model, baseline, sale_hours(history), cfg)
     reports = Path(cfg.paths.reports_dir)
     write_json_atomic(reports / METRICS_FILE, _rounded(metrics))
-    write_json_atomic(reports / INTERVALS_FILE, _rounded(interval_payload(model)))
+    write_json_atomic(reports / INTERVALS_FILE, _rounded(interval_payload(model, baseline)))
     write_text_atomic(
         reports / FOLDS_FILE, fold_table(model, baseline).round(4).to_csv(index=False)
     )
@@ -154,6 +164,8 @@ def _rounded(value: Any) -> Any:
         return float(f"{value:.6g}") if math.isfinite(value) else None  # JSON has no NaN
     if isinstance(value, dict):
         return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
     return value
 
 

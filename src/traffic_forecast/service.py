@@ -1,0 +1,365 @@
+"""The HTTP service (BentoML): forecasts, capacity and lineage of one packaged model.
+
+``bentoml serve traffic_forecast.service:TrafficForecast`` (or a Bento built from
+``bentofile.yaml``, ``make bento && make serve``). The model is the latest ``traffic-forecast``
+in the BentoML store unless ``TRAFFIC_FORECAST_MODEL`` names another tag.
+
+- ``POST /forecast``: hourly forecasts with prediction intervals; planned sales make a what-if.
+- ``POST /capacity``: instances per hour to serve the upper forecast at a target CPU level.
+- ``GET /metadata``: lineage. ``/livez``, ``/readyz``, ``/metrics`` are BentoML's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+import pandas as pd
+from bentoml.exceptions import BentoMLException
+from pydantic import ValidationError
+
+from traffic_forecast.config import ServingConfig
+from traffic_forecast.serving import artifacts
+from traffic_forecast.serving.contract import (
+    CapacityHour,
+    CapacityRequest,
+    CapacityResponse,
+    ForecastHour,
+    ForecastRequest,
+    ForecastResponse,
+    PlannedSale,
+    invalid,
+)
+from traffic_forecast.serving.engine import FloatArray, Forecast, ForecastEngine, PlannedEvent
+from traffic_forecast.serving.guard import HttpGuard
+from traffic_forecast.serving.openapi import Contract, documented, routes_app
+from traffic_forecast.serving.telemetry import telemetry
+
+log = logging.getLogger(__name__)
+
+MODEL_TAG = os.environ.get("TRAFFIC_FORECAST_MODEL", "traffic-forecast:latest")
+FORECAST, CAPACITY = "/forecast", "/capacity"
+API_PATHS = frozenset({FORECAST, CAPACITY})
+# A request allocates a few thousand objects; with Python's default (700, 10, 10) the collector
+# ran every few requests and a full collection of the young heap every few hundred.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def _running() -> TrafficForecast | None:
+    try:
+        service: TrafficForecast = bentoml.get_current_service()
+    except BentoMLException:
+        return None
+    return service
+
+
+def _metadata() -> dict[str, Any] | None:
+    service = _running()
+    return None if service is None else service.metadata()
+
+
+CONTRACT: Contract = {
+    FORECAST: (ForecastRequest, ForecastResponse),
+    CAPACITY: (CapacityRequest, CapacityResponse),
+}
+
+
+def _spec() -> dict[str, Any]:
+    service = _running()
+    kinds = [] if service is None or service.engine is None else service.engine.artifacts.sale_kinds
+    return _documented_spec(tuple(kinds))
+
+
+@cache
+def _documented_spec(sale_kinds: tuple[str, ...]) -> dict[str, Any]:
+    return documented(_bento_service().openapi_spec.asdict(), CONTRACT, list(sale_kinds))
+
+
+def _bento_service() -> Any:
+    # @bentoml.service turns the class into a bentoml Service; mypy keeps the class's type.
+    return TrafficForecast
+
+
+class _ClientErrorsWithoutTraceback(logging.Filter):
+    """BentoML logs every invalid request with a traceback; one line says it (and is cheaper)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ValidationError):
+            record.msg = (
+                f"{record.getMessage()}: {record.exc_info[1].error_count()} invalid field(s)"
+            )
+            record.args, record.exc_info, record.exc_text = (), None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsWithoutTraceback())
+
+
+def _model_of_the_bento() -> Any:
+    """The model version a Bento was built with; None when serving from source.
+
+    BentoML 1.4 pins the versions of Hugging Face models when it loads a Bento, not those of
+    `BentoModel`: ``traffic-forecast:latest`` would resolve to the newest model in the store,
+    and a Bento built last week would serve this morning's model. Blue/green needs the Bento
+    to mean one model.
+    """
+    bento = _bento_service().bento
+    if bento is None:
+        return None
+    service = next(info for info in bento.info.services if info.name == _bento_service().name)
+    return bentoml.models.get(service.models[0].tag)
+
+
+def _outcome(status: int) -> str:
+    return "ok" if status < 400 else "rejected" if status < 500 else "error"
+
+
+@dataclass(frozen=True)
+class DefaultAnswer:
+    """The default scenario's answer for every horizon: a request takes the first hours."""
+
+    header: dict[str, Any]
+    rows: list[ForecastHour]
+    cumulative: FloatArray  # running sum of the point forecast: any horizon's mean in O(1)
+
+    def mean_level(self, hours: int) -> float:
+        """Mean point forecast of the first ``hours`` hours."""
+        return float(self.cumulative[hours - 1] / hours)
+
+
+@bentoml.service(
+    name="traffic-forecast",
+    workers=int(os.environ.get("TRAFFIC_FORECAST_WORKERS", "1")),
+    traffic={"timeout": 30},
+    # Per request, BentoML's access log and an OpenTelemetry span with no exporter behind it
+    # cost more than the forecast itself (`benchmarks/serve.py`). nginx logs access in front;
+    # set an exporter and drop the exclusion to trace.
+    logging={"access": {"enabled": False}},
+    tracing={"excluded_urls": [FORECAST, CAPACITY]},
+)
+@bentoml.asgi_app(routes_app(_metadata, _spec), path="/")
+class TrafficForecast:
+    """One packaged model: the default forecast from memory, what-ifs within a time budget."""
+
+    model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        stored = _model_of_the_bento() or self.model
+        self.version = str(stored.tag)
+        self.labels = dict(stored.info.labels)
+        self._what_ifs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="what-if")
+        self._defaults: dict[float, DefaultAnswer] = {}
+        self.not_ready_reason: str | None = None
+        self.engine: ForecastEngine | None = None
+        self.serving, self.card, self.metrics = ServingConfig(), {}, {}
+        try:
+            loaded = artifacts.load(Path(stored.path))
+            self.serving, self.card, self.metrics = loaded.serving, loaded.card, loaded.metrics
+            self.engine = ForecastEngine(loaded)  # forecasts once: the self-check
+        except Exception as exc:  # any failure: alive, never ready
+            self.not_ready_reason = f"the model failed its self-check: {exc}"
+            log.exception("%s: %s", self.version, self.not_ready_reason)
+        else:
+            self._default(self.serving.default_coverage)  # the common answer, ready at start
+        telemetry().model_info.labels(
+            self.version, self.card.get("git_commit", ""), self.card.get("data_version", "")
+        ).set(1)
+        # The loaded libraries and model are millions of objects that never die: freezing them
+        # out of the collector's sight turned 340 ms p99 pauses into 25 ms (benchmarks/serve.py).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+
+    # -- what the HTTP guard asks -------------------------------------------------------------
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Larger bodies are refused with 413."""
+        return self.serving.max_body_bytes
+
+    def unavailable(self, path: str) -> str | None:
+        """Why ``path`` cannot answer now, or None."""
+        if self.not_ready_reason is not None:
+            return self.not_ready_reason
+        if path == CAPACITY and self._engine().artifacts.capacity is None:
+            return "no capacity data: the model was trained without an infrastructure table"
+        return None
+
+    def count(self, endpoint: str, status: int) -> None:
+        """Count one answered request by endpoint and outcome."""
+        telemetry().requests.labels(endpoint, _outcome(status)).inc()
+
+    def __is_ready__(self) -> bool:
+        return self.not_ready_reason is None
+
+    # -- the API ------------------------------------------------------------------------------
+
+    @bentoml.api(route=FORECAST, input_spec=ForecastRequest)
+    async def forecast(
+        self,
+        horizon: int | None = None,
+        coverage: float | None = None,
+        events: list[PlannedSale] | None = None,
+    ) -> ForecastResponse:
+        """Hourly forecasts with prediction intervals, from the hour after the last observed."""
+        hours, level = self._checked("ForecastRequest", horizon, coverage)
+        if not events:  # the fast path: sliced from memory
+            default = self._default(level)
+            telemetry().served(FORECAST, hours, False, default.mean_level(hours))
+            return ForecastResponse.model_construct(**default.header, forecast=default.rows[:hours])
+        answer = await self._what_if(self._planned("ForecastRequest", events, hours), hours, level)
+        telemetry().served(FORECAST, hours, True, float(np.mean(answer.value)))
+        return ForecastResponse.model_construct(
+            **self._header(answer, what_if=True), forecast=self._hours(answer)
+        )
+
+    @bentoml.api(route=CAPACITY, input_spec=CapacityRequest)
+    async def capacity(
+        self,
+        horizon: int | None = None,
+        coverage: float | None = None,
+        events: list[PlannedSale] | None = None,
+        target_utilisation: float | None = None,
+    ) -> CapacityResponse:
+        """Instances per hour to serve the upper forecast at the target CPU utilisation."""
+        hours, level = self._checked("CapacityRequest", horizon, coverage)
+        engine = self._engine()
+        if events:
+            planned = self._planned("CapacityRequest", events, hours)
+            answer = await self._what_if(planned, hours, level)
+        else:
+            answer = engine.default(hours, level)
+        capacity = engine.artifacts.capacity
+        assert capacity is not None  # the guard answers 503 without it
+        target = target_utilisation or engine.artifacts.target_utilisation
+        instances = capacity.instances_needed(answer.upper, target)
+        peak = int(np.argmax(instances))
+        telemetry().served(CAPACITY, len(answer), bool(events), float(np.mean(answer.value)))
+        return CapacityResponse(
+            **self._header(answer, what_if=bool(events)),
+            target_utilisation=target,
+            sessions_per_instance=capacity.sessions_per_instance,
+            peak_instances=int(instances[peak]),
+            peak_hour=answer.timestamps[peak].to_pydatetime(),
+            hours=[
+                CapacityHour(timestamp=stamp.to_pydatetime(), upper=float(upper), instances=int(n))
+                for stamp, upper, n in zip(answer.timestamps, answer.upper, instances, strict=True)
+            ],
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        """``GET /metadata``: where the served model came from, and how well it backtested."""
+        return {
+            "model_tag": self.version,
+            "labels": self.labels,
+            "git_commit": self.card.get("git_commit"),
+            "data_version": self.card.get("data_version"),
+            "config_hash": self.card.get("config_hash"),
+            "config": self.card.get("config"),
+            "training_window": self.card.get("training_window"),
+            "backtest_metrics": self.metrics,
+            "libraries": self.card.get("libraries"),
+            "ready": self.not_ready_reason is None,
+            "not_ready_reason": self.not_ready_reason,
+        }
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _engine(self) -> ForecastEngine:
+        assert self.engine is not None  # the guard answers 503 before a request gets here
+        return self.engine
+
+    def _checked(
+        self, title: str, horizon: int | None, coverage: float | None
+    ) -> tuple[int, float]:
+        hours = horizon or self.serving.default_horizon
+        if hours > self._engine().max_horizon:
+            message = f"this model forecasts at most {self._engine().max_horizon} hours ahead"
+            raise invalid(title, "horizon", hours, message)
+        return hours, coverage or self.serving.default_coverage
+
+    def _default(self, coverage: float) -> DefaultAnswer:
+        """The default scenario at ``coverage``, whole, made once per coverage asked for."""
+        answer = self._defaults.get(coverage)
+        if answer is None:
+            forecast = self._engine().default(self._engine().max_horizon, coverage)
+            header = self._header(forecast, what_if=False)
+            answer = self._defaults[coverage] = DefaultAnswer(
+                header, self._hours(forecast), np.cumsum(forecast.value)
+            )
+        return answer
+
+    def _planned(self, title: str, events: list[PlannedSale], horizon: int) -> list[PlannedEvent]:
+        """The request's sales, checked against what the model knows and the forecast window."""
+        engine = self._engine()
+        if len(events) > self.serving.max_events:
+            message = f"at most {self.serving.max_events} planned sales per request"
+            raise invalid(title, "events", len(events), message)
+        window_end = engine.origin + pd.Timedelta(hours=horizon)
+        kinds = engine.artifacts.sale_kinds
+        planned = []
+        for i, event in enumerate(events):
+            if event.kind not in kinds:
+                known = ", ".join(kinds) or "none"
+                message = f"unknown sale kind {event.kind!r}: this model knows {known}"
+                raise invalid(title, f"events.{i}.kind", event.kind, message)
+            start, end = pd.Timestamp(event.start), pd.Timestamp(event.end)
+            if end <= engine.origin or start >= window_end:
+                message = (
+                    f"the sale lies outside the forecast window {engine.origin:%Y-%m-%dT%H:%M} "
+                    f"to {window_end:%Y-%m-%dT%H:%M} (exclusive)"
+                )
+                raise invalid(title, f"events.{i}", event.model_dump(mode="json"), message)
+            planned.append(PlannedEvent(start, end, event.kind, event.discount_pct))
+        return planned
+
+    async def _what_if(self, planned: list[PlannedEvent], hours: int, level: float) -> Forecast:
+        engine, budget = self._engine(), self.serving.what_if_budget_ms / 1000
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            job = loop.run_in_executor(self._what_ifs, engine.what_if, planned, hours, level)
+            return await asyncio.wait_for(job, budget)
+        except TimeoutError:
+            reason, label = f"the what-if took over its {budget * 1000:.0f} ms budget", "budget"
+        except Exception as exc:  # any model failure: the fallback answers
+            log.exception("what-if forecast failed")
+            reason, label = f"the model failed: {exc}", "error"
+        log.warning("fallback after %.0f ms: %s", (time.perf_counter() - started) * 1e3, reason)
+        telemetry().fallbacks.labels(label).inc()
+        return engine.fallback(hours, level, reason)
+
+    def _header(self, answer: Forecast, *, what_if: bool) -> dict[str, Any]:
+        return {
+            "model_version": self.version,
+            "origin": self._engine().origin.to_pydatetime(),
+            "coverage": answer.coverage,
+            "what_if": what_if,
+            "fallback": answer.fallback,
+            "fallback_reason": answer.reason,
+        }
+
+    @staticmethod
+    def _hours(answer: Forecast) -> list[ForecastHour]:
+        return [
+            ForecastHour.model_construct(
+                timestamp=stamp.to_pydatetime(), value=float(v), lower=float(lo), upper=float(up)
+            )
+            for stamp, v, lo, up in zip(
+                answer.timestamps, answer.value, answer.lower, answer.upper, strict=True
+            )
+        ]
+
+
+_bento_service().add_asgi_middleware(HttpGuard, api_paths=API_PATHS, state=_running)

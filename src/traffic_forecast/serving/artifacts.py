@@ -1,0 +1,120 @@
+"""What a packaged model holds: the files serving needs, gathered from a pipeline run, read back.
+
+The model directory in the BentoML store is self-contained: the fitted forecaster and its
+seasonal-naive fallback, the model card, the known-in-advance features of the horizon, the sale
+calendar (for what-if forecasts), the interval calibration, the backtest metrics, and the
+serving settings with the per-instance capacity learnt from the infrastructure data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from traffic_forecast.capacity import Capacity, learn_capacity
+from traffic_forecast.config import Config, ServingConfig
+from traffic_forecast.errors import PipelineInputError
+from traffic_forecast.pipeline.evaluate import INTERVALS_FILE, METRICS_FILE
+from traffic_forecast.pipeline.features import FUTURE_FILE
+from traffic_forecast.pipeline.train import (
+    BASELINE_FILE,
+    FORECASTER_FILE,
+    MODEL_CARD_FILE,
+    load_forecaster,
+)
+from traffic_forecast.pipeline.validate import TABLE_FILES
+
+SALE_EVENTS_FILE = TABLE_FILES["sale_events"]
+SERVING_FILE = "serving.json"
+
+
+@dataclass(frozen=True)
+class ModelArtifacts:
+    """A packaged model, loaded: everything `ForecastEngine` and the service need."""
+
+    forecaster: Any
+    baseline: Any
+    card: dict[str, Any]
+    future: pd.DataFrame  # FutureFeatures: the hours after the last observed one
+    sale_events: pd.DataFrame | None  # SaleEventsRaw, past and planned
+    intervals: dict[str, Any]
+    metrics: dict[str, Any]
+    serving: ServingConfig
+    sale_kinds: list[str]
+    capacity: Capacity | None  # None where the data had no infrastructure table
+    target_utilisation: float
+
+
+def _source_files(cfg: Config) -> dict[str, Path]:
+    models, reports = Path(cfg.paths.model_dir), Path(cfg.paths.reports_dir)
+    files = {
+        FORECASTER_FILE: models / FORECASTER_FILE,
+        BASELINE_FILE: models / BASELINE_FILE,
+        MODEL_CARD_FILE: models / MODEL_CARD_FILE,
+        FUTURE_FILE: Path(cfg.paths.features_dir) / FUTURE_FILE,
+        INTERVALS_FILE: reports / INTERVALS_FILE,
+        METRICS_FILE: reports / METRICS_FILE,
+    }
+    if cfg.data.sale_events_file:
+        files[SALE_EVENTS_FILE] = Path(cfg.paths.validated_dir) / SALE_EVENTS_FILE
+    return files
+
+
+def learnt_capacity(cfg: Config) -> Capacity | None:
+    """Per-instance capacity from the validated traffic and infrastructure tables, if any."""
+    validated = Path(cfg.paths.validated_dir)
+    traffic, infra = validated / TABLE_FILES["traffic"], validated / TABLE_FILES["infrastructure"]
+    if not cfg.data.infrastructure_file or not infra.is_file():
+        return None
+    return learn_capacity(
+        pd.read_parquet(traffic),
+        pd.read_parquet(infra),
+        window_hours=cfg.capacity.window_hours,
+        min_cpu=cfg.capacity.min_cpu,
+    )
+
+
+def gather(cfg: Config, into: Path) -> None:
+    """Copy a pipeline run's outputs into ``into`` and write the serving settings beside them."""
+    for name, source in _source_files(cfg).items():
+        if not source.is_file():
+            raise PipelineInputError(f"{source} not found: run the pipeline first (`dvc repro`)")
+        shutil.copyfile(source, into / name)
+    capacity = learnt_capacity(cfg)
+    settings = {
+        "serving": asdict(cfg.serving),
+        "sale_kinds": list(cfg.data.sale_kinds),
+        "target_utilisation": cfg.capacity.target_utilisation,
+        "capacity": None if capacity is None else asdict(capacity),
+    }
+    (into / SERVING_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True), "utf-8")
+
+
+def _json(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def load(folder: Path) -> ModelArtifacts:
+    """Read a packaged model directory back (what the service does at start)."""
+    settings = _json(folder / SERVING_FILE)
+    events = folder / SALE_EVENTS_FILE
+    capacity = settings["capacity"]
+    return ModelArtifacts(
+        forecaster=load_forecaster(folder / FORECASTER_FILE),
+        baseline=load_forecaster(folder / BASELINE_FILE),
+        card=_json(folder / MODEL_CARD_FILE),
+        future=pd.read_parquet(folder / FUTURE_FILE),
+        sale_events=pd.read_parquet(events) if events.is_file() else None,
+        intervals=_json(folder / INTERVALS_FILE),
+        metrics=_json(folder / METRICS_FILE),
+        serving=ServingConfig(**settings["serving"]),
+        sale_kinds=list(settings["sale_kinds"]),
+        capacity=None if capacity is None else Capacity(**capacity),
+        target_utilisation=float(settings["target_utilisation"]),
+    )

@@ -1,0 +1,183 @@
+"""The HTTP contract: request and response models of the service (pydantic), with examples.
+
+Strict types on purpose: ``"24"``, ``24.0`` and ``true`` are not a horizon, ``NaN`` is not a
+coverage. Every violation becomes a 400 with a JSON body naming the field (`ErrorResponse`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from traffic_forecast.config import WEEK_HOURS
+
+Probability = Annotated[float, Field(gt=0.0, lt=1.0, strict=True, allow_inf_nan=False)]
+# Hours are site-local and carry no UTC offset, so they are not RFC 3339 "date-time" strings:
+# the schema says what they are instead.
+HOUR_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:00(:00)?$"
+LocalHour = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": HOUR_PATTERN,
+            "description": "An hour, site-local time without UTC offset: YYYY-MM-DDTHH:00:00",
+            "examples": ["2025-07-01T18:00:00"],
+        }
+    ),
+]
+MAX_EVENTS = 100  # structural cap; the packaged serving.max_events is the operative limit
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PlannedSale(_Strict):
+    """A sale to plan in a what-if forecast: from ``start`` (inclusive) to ``end`` (exclusive)."""
+
+    start: LocalHour = Field(description="First hour of the sale")
+    end: LocalHour = Field(description="Hour the sale ends (exclusive)")
+    kind: str = Field(
+        min_length=1,
+        max_length=64,
+        description="A sale kind the model knows",
+        examples=["flash_sale"],
+    )
+    discount_pct: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=100.0,
+        allow_inf_nan=False,
+        description="Discount in percent; default: the median of past sales of that kind",
+        examples=[30.0],
+    )
+
+    @model_validator(mode="after")
+    def _an_hourly_span(self) -> Self:
+        for name, stamp in (("start", self.start), ("end", self.end)):
+            if stamp.tzinfo is not None:
+                raise ValueError(f"{name} has a time zone: give site-local time without one")
+            if (stamp.minute, stamp.second, stamp.microsecond) != (0, 0, 0):
+                raise ValueError(f"{name} {stamp.isoformat()} is not on the hour")
+        if self.end <= self.start:
+            raise ValueError(
+                f"end {self.end.isoformat()} is not after start {self.start.isoformat()}"
+            )
+        return self
+
+
+class ForecastRequest(_Strict):
+    """``POST /forecast``: how far ahead, the interval wanted, and planned sales (what-if)."""
+
+    horizon: int | None = Field(
+        default=None,
+        ge=1,
+        le=WEEK_HOURS,
+        description="Hours ahead, 1 to 168; default: serving.default_horizon (24)",
+        examples=[24],
+    )
+    coverage: Probability | None = Field(
+        default=None,
+        description="Prediction-interval coverage in (0, 1); default: the model's calibrated one",
+        examples=[0.9],
+    )
+    events: list[PlannedSale] = Field(
+        default_factory=list,
+        max_length=MAX_EVENTS,
+        description="Planned sales for a what-if forecast; none: the packaged sale calendar",
+    )
+
+
+class CapacityRequest(ForecastRequest):
+    """``POST /capacity``: the forecast's request, and the CPU level to size the fleet for."""
+
+    target_utilisation: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Size the fleet so that CPU stays at this level; default: the packaged one",
+        examples=[0.6],
+    )
+
+
+class ForecastHour(BaseModel):
+    """One forecast hour: point forecast and prediction interval, in sessions per hour."""
+
+    timestamp: LocalHour
+    value: float
+    lower: float
+    upper: float
+
+
+class _Answer(BaseModel):
+    model_version: str = Field(description="The BentoML model tag that answered")
+    origin: LocalHour = Field(description="The first forecast hour (after the last observed one)")
+    coverage: float = Field(description="Coverage of the prediction interval")
+    what_if: bool = Field(description="True when planned sales changed the sale calendar")
+    fallback: bool = Field(description="True when the seasonal-naive fallback answered")
+    fallback_reason: str | None = Field(default=None, description="Why the fallback answered")
+
+
+class ForecastResponse(_Answer):
+    """Hourly forecasts from the origin."""
+
+    forecast: list[ForecastHour]
+
+
+class CapacityHour(BaseModel):
+    """Instances to run in one hour, sized for the upper forecast."""
+
+    timestamp: LocalHour
+    upper: float = Field(description="Upper forecast, sessions per hour")
+    instances: int = Field(description="Instances to keep CPU at the target utilisation")
+
+
+class CapacityResponse(_Answer):
+    """Instances per hour, the peak, and the capacity it is based on."""
+
+    target_utilisation: float
+    sessions_per_instance: float = Field(description="Learnt from the infrastructure data")
+    peak_instances: int
+    peak_hour: LocalHour
+    hours: list[CapacityHour]
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer: what is wrong, and per field where it applies."""
+
+    error: str
+    detail: list[dict[str, Any]] | None = None
+
+
+def invalid(title: str, field: str, value: Any, message: str) -> ValidationError:
+    """A pydantic error for a check that needs the service's state (the model's horizon).
+
+    BentoML answers it with 400 and the same body as any other validation error.
+    """
+    detail = InitErrorDetails(
+        type=PydanticCustomError("value_error", message),
+        loc=tuple(field.split(".")),
+        input=value,
+    )
+    return ValidationError.from_exception_data(title, [detail])
+
+
+EXAMPLE_INPUT: dict[str, Any] = {"horizon": 24, "coverage": 0.9}
+EXAMPLE_WHAT_IF: dict[str, Any] = {
+    "horizon": 48,
+    "events": [
+        {"start": "2025-07-02T18:00:00", "end": "2025-07-02T22:00:00", "kind": "flash_sale"}
+    ],
+}

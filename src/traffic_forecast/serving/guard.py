@@ -1,0 +1,164 @@
+"""An ASGI middleware in front of the API routes: refusals in JSON, the version header, counts.
+
+BentoML parses any body as JSON whatever its Content-Type, treats an empty body as ``{}`` and
+reads bodies of any size; this answers those cases first, each with a 4xx and a JSON reason.
+It also puts the model version on every response (blue/green checks the switch by it) and
+counts requests by outcome. Pure ASGI, so it adds microseconds, not a framework, per request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+VERSION_HEADER = "x-model-version"
+JSON_TYPES = frozenset({b"application/json"})
+
+
+class ServiceState(Protocol):
+    """What the guard asks of the running service (`traffic_forecast.service`)."""
+
+    version: str
+    max_body_bytes: int
+
+    def unavailable(self, path: str) -> str | None:
+        """Why ``path`` cannot answer now (not ready, no capacity data), or None."""
+
+    def count(self, endpoint: str, status: int) -> None:
+        """Count one answered request."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request answered here, before BentoML parses it."""
+
+    status: int
+    error: str
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def check_headers(scope: Scope, max_body_bytes: int) -> Refusal | None:
+    """Refuse a body that is not JSON, has no length where one is needed, or is too large."""
+    content_type = _header(scope, b"content-type")
+    media_type = (content_type or b"").split(b";")[0].strip().lower()
+    if media_type not in JSON_TYPES:
+        shown = content_type.decode("latin-1") if content_type else "none"
+        return Refusal(415, f"Content-Type must be application/json (got {shown})")
+    length = _header(scope, b"content-length")
+    if length is not None:
+        if not length.isdigit():
+            return Refusal(400, "Content-Length is not a number")
+        if int(length) == 0:
+            return EMPTY
+        if int(length) > max_body_bytes:
+            return Refusal(413, f"body of {int(length)} bytes exceeds {max_body_bytes} bytes")
+    elif _header(scope, b"transfer-encoding") is None:
+        return EMPTY
+    return None
+
+
+EMPTY = Refusal(400, "empty body: send a JSON object, e.g. {} for the defaults")
+
+
+async def read_chunked(receive: Receive, max_body_bytes: int) -> tuple[bytes, Refusal | None]:
+    """A body without Content-Length, read up to the limit (past it: a 413 refusal)."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"", Refusal(400, "the client went away before the body was sent")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body_bytes:
+            return b"", Refusal(413, f"body exceeds {max_body_bytes} bytes")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    return body, None if body else EMPTY
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the whole ``body`` once, then the server's own messages."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # blocks until the client disconnects, as a server's does
+
+    return replayed
+
+
+async def send_json(send: Send, status: int, payload: dict[str, Any], version: str) -> None:
+    """Send a whole JSON response."""
+    body = json.dumps(payload).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (VERSION_HEADER.encode(), version.encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class HttpGuard:
+    """The middleware. ``api_paths`` are the POST routes guarded; every response is stamped."""
+
+    def __init__(
+        self, app: ASGIApp, api_paths: frozenset[str], state: Callable[[], ServiceState | None]
+    ) -> None:
+        self.app, self.api_paths, self.state = app, api_paths, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer refusals here; pass the rest on, stamping and counting the response."""
+        state = self.state() if scope["type"] == "http" else None
+        if state is None:  # lifespan, or the service not built yet
+            await self.app(scope, receive, send)
+            return
+        path, version = scope["path"], state.version
+        if path in self.api_paths and scope["method"] == "POST":
+            reason = state.unavailable(path)
+            if reason is not None:
+                await self._refuse(send, state, path, 503, reason)
+                return
+            max_body_bytes = state.max_body_bytes
+            refusal = check_headers(scope, max_body_bytes)
+            if refusal is None and _header(scope, b"content-length") is None:
+                body, refusal = await read_chunked(receive, max_body_bytes)
+                receive = replay(body, receive)
+            if refusal is not None:
+                await self._refuse(send, state, path, refusal.status, refusal.error)
+                return
+        stamp = (VERSION_HEADER.encode(), version.encode())
+        counted = path in self.api_paths
+
+        async def stamped_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), stamp]
+                if counted:
+                    state.count(path, message["status"])
+            await send(message)
+
+        await self.app(scope, receive, stamped_send)
+
+    async def _refuse(
+        self, send: Send, state: ServiceState, path: str, status: int, error: str
+    ) -> None:
+        state.count(path, status)
+        await send_json(send, status, {"error": error}, state.version)

@@ -1,0 +1,76 @@
+"""The service's own Prometheus series, served on BentoML's ``/metrics`` beside its request metrics.
+
+Created on first use, not at import: BentoML's workers set ``PROMETHEUS_MULTIPROC_DIR`` after
+importing the service module, and prometheus_client must see it when a metric is made.
+Alert thresholds to set on them are in the README (section "Serving").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HORIZON_BUCKETS = (1, 6, 12, 24, 48, 72, 96, 120, 144, 168)
+# Forecast levels differ by data set (millions of sessions, hundreds of bike rentals).
+LEVEL_BUCKETS = tuple(10.0**exponent for exponent in range(9))
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """Inputs, outputs and outcomes of the forecast endpoints."""
+
+    requests: Counter
+    horizon: Histogram
+    what_if: Counter
+    fallbacks: Counter
+    level: Histogram
+    model_info: Gauge
+
+    def served(self, endpoint: str, horizon: int, what_if: bool, mean_level: float) -> None:
+        """Record one answered forecast request."""
+        self.horizon.labels(endpoint).observe(horizon)
+        if what_if:
+            self.what_if.labels(endpoint).inc()
+        self.level.labels(endpoint).observe(mean_level)
+
+
+@cache
+def telemetry() -> Telemetry:
+    """The process's series (one set, however many service instances a test makes)."""
+    return Telemetry(
+        requests=Counter(
+            "traffic_forecast_requests",
+            "Requests to the forecast API by endpoint and outcome (ok, rejected, error)",
+            ["endpoint", "outcome"],
+        ),
+        horizon=Histogram(
+            "traffic_forecast_horizon_hours",
+            "Hours ahead asked for",
+            ["endpoint"],
+            buckets=HORIZON_BUCKETS,
+        ),
+        what_if=Counter(
+            "traffic_forecast_what_if_requests",
+            "Requests planning sales (what-if); their share is this over requests",
+            ["endpoint"],
+        ),
+        fallbacks=Counter(
+            "traffic_forecast_fallbacks",
+            "Answers from the seasonal-naive fallback, by reason (budget, error)",
+            ["reason"],
+        ),
+        level=Histogram(
+            "traffic_forecast_level",
+            "Mean forecast of each answer (sessions per hour): a sudden shift means trouble",
+            ["endpoint"],
+            buckets=LEVEL_BUCKETS,
+        ),
+        model_info=Gauge(
+            "traffic_forecast_model_info",
+            "The model being served (1), with its lineage as labels",
+            ["model_version", "git_commit", "data_version"],
+            multiprocess_mode="max",
+        ),
+    )

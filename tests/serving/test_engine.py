@@ -1,0 +1,142 @@
+"""The forecasting core of the service: default scenario, intervals, what-ifs, fallback."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sktime.forecasting.base import ForecastingHorizon
+
+from tests.serving.conftest import Packaged, quiet_evening
+from traffic_forecast.models import exogenous
+from traffic_forecast.pipeline.features import HISTORY_FILE
+from traffic_forecast.serving.artifacts import ModelArtifacts
+from traffic_forecast.serving.engine import ForecastEngine, PlannedEvent, SelfCheckError
+
+WEEK = 168
+
+
+@pytest.fixture(scope="module")
+def engine(loaded: ModelArtifacts) -> ForecastEngine:
+    return ForecastEngine(loaded)
+
+
+def _history(packaged: Packaged) -> pd.DataFrame:
+    return pd.read_parquet(Path(packaged.cfg.paths.features_dir) / HISTORY_FILE)
+
+
+def test_the_origin_is_the_hour_after_the_last_observed_one(
+    engine: ForecastEngine, packaged: Packaged
+) -> None:
+    last = _history(packaged)["timestamp"].iloc[-1]
+    assert engine.origin == last + pd.Timedelta(hours=1)
+    assert engine.max_horizon == packaged.cfg.features.horizon
+
+
+def test_the_default_is_the_models_own_forecast(engine: ForecastEngine) -> None:
+    artifacts = engine.artifacts
+    fh = ForecastingHorizon(engine.timestamps, is_relative=False)
+    X = exogenous(artifacts.future, artifacts.card["exogenous_columns"])
+    direct = artifacts.forecaster.predict(fh, X=X).to_numpy()
+    served = engine.default(WEEK, 0.9)
+    np.testing.assert_allclose(served.value, np.maximum(direct, 0.0))
+    assert list(served.timestamps) == list(engine.timestamps)
+    assert served.fallback is False
+
+
+def test_a_horizon_takes_the_first_hours(engine: ForecastEngine) -> None:
+    whole, first = engine.default(WEEK, 0.9), engine.default(24, 0.9)
+    assert len(first) == 24
+    np.testing.assert_array_equal(first.value, whole.value[:24])
+    np.testing.assert_array_equal(first.upper, whole.upper[:24])
+
+
+def test_the_calibrated_coverage_gives_the_calibrated_band(engine: ForecastEngine) -> None:
+    intervals = engine.artifacts.intervals
+    served = engine.default(WEEK, intervals["coverage"])
+    np.testing.assert_allclose(served.lower / served.value, math.exp(intervals["log_residual_low"]))
+    np.testing.assert_allclose(
+        served.upper / served.value, math.exp(intervals["log_residual_high"])
+    )
+
+
+@pytest.mark.parametrize(("narrow", "wide"), [(0.5, 0.8), (0.8, 0.95)], ids=["50-80", "80-95"])
+def test_intervals_wrap_the_forecast_and_widen_with_coverage(
+    engine: ForecastEngine, narrow: float, wide: float
+) -> None:
+    small, large = engine.default(WEEK, narrow), engine.default(WEEK, wide)
+    for answer in (small, large):
+        assert (answer.lower <= answer.value).all()
+        assert (answer.value <= answer.upper).all()
+    assert (large.upper - large.lower > small.upper - small.lower).all()
+
+
+def test_the_fallback_is_the_same_hour_last_week(
+    engine: ForecastEngine, packaged: Packaged
+) -> None:
+    last_week = _history(packaged)["target"].to_numpy()[-WEEK:]
+    fallback = engine.fallback(WEEK, 0.9, reason="test")
+    np.testing.assert_allclose(fallback.value, last_week)
+    assert (fallback.fallback, fallback.reason) == (True, "test")
+    assert (fallback.lower <= fallback.value).all()
+    assert (fallback.value <= fallback.upper).all()
+
+
+def test_a_planned_sale_raises_the_forecast_from_its_start(engine: ForecastEngine) -> None:
+    start = quiet_evening(engine)
+    sale = PlannedEvent(start, start + pd.Timedelta(hours=4), "flash_sale", 40.0)
+    default, what_if = engine.default(WEEK, 0.9), engine.what_if([sale], WEEK, 0.9)
+    before = engine.timestamps < start
+    during = (engine.timestamps >= sale.start) & (engine.timestamps < sale.end)
+    np.testing.assert_allclose(what_if.value[before], default.value[before])
+    assert what_if.value[during].mean() > 1.05 * default.value[during].mean()
+    assert what_if.fallback is False
+
+
+def test_the_scenario_marks_exactly_the_planned_hours(engine: ForecastEngine) -> None:
+    start = quiet_evening(engine)
+    sale = PlannedEvent(start, start + pd.Timedelta(hours=3), "flash_sale")
+    scenario, packaged = engine.scenario([sale]), engine.artifacts.future
+    changed = scenario["sale_active"].to_numpy() != packaged["sale_active"].to_numpy()
+    planned = (engine.timestamps >= sale.start) & (engine.timestamps < sale.end)
+    np.testing.assert_array_equal(changed, planned)
+    assert (scenario.loc[planned, "sale_kind__flash_sale"] == 1).all()
+    assert (scenario.loc[planned, "sale_discount"] == engine.typical_discount("flash_sale")).all()
+
+
+def test_the_typical_discount_is_the_median_of_past_sales_of_the_kind(
+    engine: ForecastEngine,
+) -> None:
+    events = engine.artifacts.sale_events
+    assert events is not None
+    kind = str(events["kind"].iloc[0])
+    expected = float(events.loc[events["kind"] == kind, "discount_pct"].median())
+    assert engine.typical_discount(kind) == expected
+    assert engine.typical_discount("never_seen") == float(events["discount_pct"].median())
+
+
+def test_a_model_without_sale_features_ignores_planned_sales(loaded: ModelArtifacts) -> None:
+    card = {**loaded.card, "uses_exog": False, "exogenous_columns": []}
+    naive = ForecastEngine(dataclasses.replace(loaded, forecaster=loaded.baseline, card=card))
+    start = quiet_evening(naive)
+    sale = PlannedEvent(start, start + pd.Timedelta(hours=4), "flash_sale")
+    np.testing.assert_array_equal(
+        naive.what_if([sale], 48, 0.9).value, naive.default(48, 0.9).value
+    )
+
+
+class _ForecastsNothing:
+    """Fault injection: a forecaster whose predictions are NaN."""
+
+    def predict(self, fh: ForecastingHorizon, X: Any = None) -> pd.Series:
+        return pd.Series(np.nan, index=fh.to_pandas())
+
+
+def test_a_model_that_forecasts_nan_fails_its_self_check(loaded: ModelArtifacts) -> None:
+    with pytest.raises(SelfCheckError, match="model forecast is not"):
+        ForecastEngine(dataclasses.replace(loaded, forecaster=_ForecastsNothing()))

@@ -1,0 +1,291 @@
+"""The service at two of BentoML's three testing levels: the class itself, and its ASGI app.
+
+The third, a real ``bentoml serve``, is in test_serve.py. Every bad request here must get a 4xx
+with a JSON reason; a 500 is a failure whatever its body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import bentoml
+import numpy as np
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+from tests.serving.conftest import Packaged, quiet_evening
+from traffic_forecast import service as service_module
+from traffic_forecast.service import TrafficForecast
+from traffic_forecast.serving.contract import EXAMPLE_INPUT, PlannedSale
+from traffic_forecast.serving.guard import VERSION_HEADER
+
+
+def _run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture(scope="module")
+def svc(packaged: Packaged) -> TrafficForecast:
+    return TrafficForecast()
+
+
+@pytest.fixture(scope="module")
+def client(packaged: Packaged) -> Iterator[TestClient]:
+    with TestClient(TrafficForecast.to_asgi()) as test_client:
+        yield test_client
+
+
+def _sale_at(svc: TrafficForecast, offset_hours: int, hours: int = 4) -> dict[str, Any]:
+    return _sale_from(svc._engine().origin + pd.Timedelta(hours=offset_hours), hours)
+
+
+def _sale_from(start: pd.Timestamp, hours: int = 4) -> dict[str, Any]:
+    return {
+        "start": f"{start:%Y-%m-%dT%H:00:00}",
+        "end": f"{start + pd.Timedelta(hours=hours):%Y-%m-%dT%H:00:00}",
+        "kind": "flash_sale",
+        "discount_pct": 40.0,
+    }
+
+
+# --- the class ------------------------------------------------------------------------------
+
+
+def test_the_class_serves_the_packaged_model_from_the_origin(
+    svc: TrafficForecast, packaged: Packaged
+) -> None:
+    answer = _run(svc.forecast(horizon=24))
+    assert answer.model_version == packaged.tag
+    assert len(answer.forecast) == 24
+    assert answer.origin == svc._engine().origin.to_pydatetime()
+    assert answer.forecast[0].timestamp == answer.origin
+    assert (answer.fallback, answer.what_if, answer.coverage) == (False, False, 0.9)
+    assert all(h.lower <= h.value <= h.upper for h in answer.forecast)
+    assert svc.__is_ready__()
+
+
+def test_the_default_horizon_and_coverage_come_from_the_packaged_config(
+    svc: TrafficForecast,
+) -> None:
+    answer = _run(svc.forecast())
+    assert len(answer.forecast) == svc.serving.default_horizon
+    assert answer.coverage == svc.serving.default_coverage
+
+
+def _planned(sale: dict[str, Any]) -> PlannedSale:
+    return PlannedSale.model_validate_json(json.dumps(sale))  # as the API parses it
+
+
+def test_a_what_if_within_budget_is_the_models_answer(svc: TrafficForecast) -> None:
+    start = quiet_evening(svc._engine())
+    offset = int((start - svc._engine().origin) / pd.Timedelta(hours=1))
+    answer = _run(svc.forecast(horizon=offset + 24, events=[_planned(_sale_from(start))]))
+    default = _run(svc.forecast(horizon=offset + 24))
+    assert (answer.what_if, answer.fallback) == (True, False)
+    pairs = list(zip(answer.forecast, default.forecast, strict=True))
+    ratios = [ours.value / theirs.value for ours, theirs in pairs[offset : offset + 4]]
+    assert min(ratios) > 1.0, ratios  # a 40 % flash sale brings visitors
+
+
+def test_a_what_if_over_its_budget_is_answered_by_the_fallback(
+    svc: TrafficForecast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1 ms is less than any forecast takes here (tens of ms): the budget runs out for real.
+    monkeypatch.setattr(svc, "serving", dataclasses.replace(svc.serving, what_if_budget_ms=1))
+    sale = _planned(_sale_at(svc, 10))
+    answer = _run(svc.forecast(horizon=24, events=[sale]))
+    assert (answer.what_if, answer.fallback) == (True, True)
+    assert "1 ms budget" in (answer.fallback_reason or "")
+    fallback = svc._engine().fallback(24, 0.9, "x")
+    np.testing.assert_allclose([h.value for h in answer.forecast], fallback.value)
+
+
+def test_a_failing_model_is_answered_by_the_fallback(
+    svc: TrafficForecast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("the model store is on fire")
+
+    monkeypatch.setattr(svc._engine(), "what_if", broken)
+    sale = _planned(_sale_at(svc, 10))
+    answer = _run(svc.forecast(horizon=24, events=[sale]))
+    assert answer.fallback is True
+    assert answer.fallback_reason == "the model failed: the model store is on fire"
+
+
+def test_capacity_sizes_the_fleet_for_the_upper_forecast(svc: TrafficForecast) -> None:
+    answer = _run(svc.capacity(horizon=24, target_utilisation=0.5))
+    forecast = _run(svc.forecast(horizon=24))
+    capacity = svc._engine().artifacts.capacity
+    assert capacity is not None
+    for hour, served in zip(answer.hours, forecast.forecast, strict=True):
+        assert hour.upper == served.upper
+        assert hour.instances == math.ceil(served.upper / (capacity.sessions_per_instance * 0.5))
+    assert answer.peak_instances == max(h.instances for h in answer.hours)
+    assert answer.sessions_per_instance == capacity.sessions_per_instance
+
+
+def test_metadata_tells_where_the_model_came_from(svc: TrafficForecast, packaged: Packaged) -> None:
+    meta = svc.metadata()
+    card = json.loads((packaged.folder / "model_card.json").read_text(encoding="utf-8"))
+    assert meta["model_tag"] == packaged.tag
+    for key in ("git_commit", "data_version", "config_hash", "training_window"):
+        assert meta[key] == card[key]
+    assert meta["backtest_metrics"]["model"]["mase"] > 0
+    assert meta["labels"]["data_version"] == card["data_version"]
+    assert meta["ready"] is True
+
+
+# --- the ASGI app ---------------------------------------------------------------------------
+
+
+def test_the_app_answers_the_example_with_the_version_header(
+    client: TestClient, packaged: Packaged
+) -> None:
+    response = client.post("/forecast", json=EXAMPLE_INPUT)
+    assert response.status_code == 200
+    assert response.headers[VERSION_HEADER] == packaged.tag
+    body = response.json()
+    assert len(body["forecast"]) == EXAMPLE_INPUT["horizon"]
+    assert set(body["forecast"][0]) == {"timestamp", "value", "lower", "upper"}
+    assert body["fallback"] is False
+
+
+def _bad_requests(svc: TrafficForecast) -> dict[str, tuple[dict[str, Any], int]]:
+    json_headers = {"content-type": "application/json"}
+    sale = _sale_at(svc, 10)
+    late = _sale_at(svc, 30)  # after a 24-hour window
+
+    def body(value: Any) -> dict[str, Any]:
+        return {"content": json.dumps(value), "headers": json_headers}
+
+    def raw(text: str, content_type: str = "application/json") -> dict[str, Any]:
+        return {"content": text, "headers": {"content-type": content_type}}
+
+    return {
+        "horizon-0": (body({"horizon": 0}), 400),
+        "horizon-169": (body({"horizon": 169}), 400),
+        "horizon-negative": (body({"horizon": -1}), 400),
+        "horizon-string": (body({"horizon": "24"}), 400),
+        "horizon-float": (body({"horizon": 24.5}), 400),
+        "horizon-bool": (body({"horizon": True}), 400),
+        "horizon-nan": (raw('{"horizon": NaN}'), 400),
+        "coverage-0": (body({"coverage": 0}), 400),
+        "coverage-1": (body({"coverage": 1.0}), 400),
+        "coverage-nan": (raw('{"coverage": NaN}'), 400),
+        "coverage-infinity": (raw('{"coverage": Infinity}'), 400),
+        "discount-nan": (raw(json.dumps({"events": [sale]}).replace("40.0", "NaN")), 400),
+        "utilisation-infinity": (raw('{"target_utilisation": Infinity}'), 400),
+        "sale-ends-before-start": (body({"events": [{**sale, "end": sale["start"]}]}), 400),
+        "sale-outside-horizon": (body({"horizon": 24, "events": [late]}), 400),
+        "sale-unknown-kind": (body({"events": [{**sale, "kind": "mega_sale"}]}), 400),
+        "sale-off-the-hour": (
+            body({"events": [{**sale, "start": sale["start"][:-5] + "30:00"}]}),
+            400,
+        ),
+        "too-many-sales": (body({"horizon": 48, "events": [sale] * 21}), 400),
+        "unknown-field": (body({"hours": 24}), 400),
+        "not-an-object": (body([24]), 400),
+        "malformed-json": (raw('{"horizon": 24'), 400),
+        "empty-body": (raw(""), 400),
+        "wrong-content-type": (raw('{"horizon": 24}', "text/plain"), 415),
+        "no-content-type": ({"content": '{"horizon": 24}', "headers": {"content-type": ""}}, 415),
+        "multipart-without-boundary": (raw("--x--", "multipart/form-data"), 415),
+        "oversized": (raw(json.dumps({"horizon": 24, "pad": "x" * 70_000})), 413),
+        "oversized-chunked": (
+            {
+                "content": iter([b'{"horizon": 24, "pad": "', b"x" * 70_000, b'"}']),
+                "headers": json_headers,
+            },
+            413,
+        ),
+    }
+
+
+BAD_CASES = [
+    "horizon-0", "horizon-169", "horizon-negative", "horizon-string", "horizon-float",
+    "horizon-bool", "horizon-nan", "coverage-0", "coverage-1", "coverage-nan",
+    "coverage-infinity", "discount-nan", "utilisation-infinity", "sale-ends-before-start",
+    "sale-outside-horizon", "sale-unknown-kind", "sale-off-the-hour", "too-many-sales",
+    "unknown-field", "not-an-object", "malformed-json", "empty-body", "wrong-content-type",
+    "no-content-type", "multipart-without-boundary", "oversized", "oversized-chunked",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["/forecast", "/capacity"])
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_requests_get_a_4xx_with_a_json_reason(
+    client: TestClient, svc: TrafficForecast, path: str, case: str
+) -> None:
+    request, status = _bad_requests(svc)[case]
+    if case == "utilisation-infinity" and path == "/forecast":
+        status = 400  # an unknown field there: refused all the same
+    response = client.post(path, **request)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    reason = response.json()
+    assert isinstance(reason, dict), reason
+    assert isinstance(reason["error"], str), reason
+    assert reason["error"], reason
+
+
+def test_bad_requests_cover_the_issue_list() -> None:
+    assert len(BAD_CASES) == len(set(BAD_CASES)) == 27
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def test_metadata_over_http(client: TestClient, packaged: Packaged) -> None:
+    response = client.get("/metadata")
+    assert response.status_code == 200
+    assert response.json()["model_tag"] == packaged.tag
+    assert response.headers[VERSION_HEADER] == packaged.tag
+
+
+def test_the_spec_documents_the_errors_the_api_gives(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"] == "3.1.0"
+    for path in ("/forecast", "/capacity"):
+        responses = spec["paths"][path]["post"]["responses"]
+        assert set(responses) == {"200", "400", "413", "415", "503", "504"}
+        assert responses["400"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorResponse"
+        }
+    assert "get" in spec["paths"]["/metadata"]
+    assert spec["components"]["schemas"]["PlannedSale"]["properties"]["kind"]["enum"]
+    assert client.get("/docs.json").json() == spec
+
+
+def test_a_model_failing_its_self_check_leaves_the_service_alive_and_never_ready(
+    packaged: Packaged, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_: Any) -> Any:
+        raise ValueError("forecasts are NaN")
+
+    monkeypatch.setattr(service_module, "ForecastEngine", broken)
+    failed = TrafficForecast()
+    assert failed.__is_ready__() is False
+    reason = "the model failed its self-check: forecasts are NaN"
+    assert failed.unavailable("/forecast") == reason
+    assert failed.metadata()["not_ready_reason"] == reason
+
+
+def test_not_ready_answers_503_with_the_reason_and_stays_alive(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = bentoml.get_current_service()  # the instance behind the app
+    monkeypatch.setattr(running, "not_ready_reason", "the model failed its self-check: boom")
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 503
+    response = client.post("/forecast", json=EXAMPLE_INPUT)
+    assert response.status_code == 503
+    assert response.json() == {"error": "the model failed its self-check: boom"}
