@@ -92,21 +92,33 @@ model: repro ## Save the trained model in the BentoML model store, its lineage a
 	$(TF) package
 
 .PHONY: bento
-bento: model ## Build the Bento (service + model) from bentofile.yaml
-	mkdir -p build
-	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --quiet -o build/requirements.txt
-	$(BIN)/bentoml build --output tag
+bento: repro ## Save the model and build the Bento (service + that model) from bentofile.yaml
+	$(TF) bento
 
 .PHONY: serve
 serve: install ## Serve the newest Bento on PORT (default 3000): POST /forecast, /capacity
 	$(BIN)/bentoml serve traffic-forecast:latest --port $(PORT)
 
+# Debian packages the tests and benchmarks start themselves: nginx (the blue/green router) and
+# wrk (load). Installed with apt-get when missing (as root, or through sudo).
+.PHONY: system-deps
+system-deps: ## Install the Debian packages the tests start (nginx-light, wrk) if missing
+	@missing=""; \
+	{ test -x /usr/sbin/nginx || command -v nginx >/dev/null; } || missing="$$missing nginx-light"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing$$missing with apt-get"; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 .PHONY: test
-test: install ## Install and run every test, slow ones included (what CI runs)
+test: install system-deps ## Install and run every test, slow ones included (what CI runs)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-fast
-test-fast: install ## Run the tests that start no server and no workflow
+test-fast: install system-deps ## Run the tests that start no server and no workflow
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: lint
@@ -123,9 +135,10 @@ format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: bench
-bench: install ## Benchmarks: validation (example and 10M rows) and the pipeline
+bench: repro system-deps ## Benchmarks: validation, the pipeline, and serving (HTTP, wrk)
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/serve.py
 
 .PHONY: clean
 clean: ## Remove generated data and reports (data/raw and the DVC cache stay)

@@ -181,17 +181,8 @@ def run(args: argparse.Namespace, work: Path) -> list[Load]:
             "--port",
             str(port),
         ]
-        with serving(naive, {**env, "PYTHONPATH": env["PYTHONPATH"]}, url, work / "naive.log"):
-            loads.append(
-                wrk(
-                    "naive (predict per request)",
-                    url,
-                    args.seconds,
-                    args.connections,
-                    args.threads,
-                    script,
-                )
-            )
+        with serving(naive, env, url, work / "naive.log"):
+            loads.append(wrk("naive (predict per request)", url, args, script))
     return loads
 
 

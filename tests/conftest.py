@@ -27,6 +27,10 @@ os.environ.update(
 BENTOML_HOME = Path(tempfile.mkdtemp(prefix="traffic-forecast-bentoml-"))
 os.environ["BENTOML_HOME"] = str(BENTOML_HOME)
 atexit.register(shutil.rmtree, BENTOML_HOME, ignore_errors=True)
+# uv (BentoML builds with it): on PATH, or bootstrapped by the Makefile into .tools, as make
+# puts it on PATH for `make test`; a plain `pytest` gets the same.
+if (REPO_ROOT / ".tools" / "bin" / "uv").is_file():
+    os.environ["PATH"] = os.pathsep.join([str(REPO_ROOT / ".tools" / "bin"), os.environ["PATH"]])
 # Tests commit in temporary clones (dvc exp run): a fresh machine may have no git identity.
 for _key, _value in {
     "GIT_AUTHOR_NAME": "traffic-forecast tests",

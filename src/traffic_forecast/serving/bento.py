@@ -1,0 +1,75 @@
+"""``traffic-forecast bento``: save the model, then build the Bento (service + that model).
+
+The Bento's Python requirements are the locked ones (``uv export`` of ``uv.lock``), so the
+container built from it on a runner with Docker (``bentoml containerize``) runs what the tests
+ran. Prints the Bento tag on stdout, for scripts (the release workflow, ``make deploy``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import bentoml
+
+from traffic_forecast.cli import run_stage
+from traffic_forecast.config import Config, load_config
+from traffic_forecast.errors import PipelineInputError
+from traffic_forecast.serving import package
+
+log = logging.getLogger(__name__)
+
+BENTOFILE = Path("bentofile.yaml")
+REQUIREMENTS = Path("build/requirements.txt")  # bentofile.yaml's python.requirements_txt
+
+
+def export_requirements(output: Path = REQUIREMENTS) -> None:
+    """The locked runtime dependencies, without the project itself (the Bento has its code)."""
+    uv = shutil.which("uv")
+    if uv is None:
+        raise PipelineInputError("uv is not on PATH: run through make (`make bento`)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet",
+         "-o", str(output)],
+        check=True,
+    )  # fmt: skip
+
+
+def model_of(bento_tag: str) -> str:
+    """The model version a Bento was built with."""
+    services = bentoml.get(bento_tag).info.services
+    return str(services[0].models[0].tag)
+
+
+def build(cfg: Config) -> tuple[str, str]:
+    """Save a new model version and build a Bento with it; (model tag, Bento tag)."""
+    model_tag = package.save(cfg)
+    export_requirements()
+    bento_tag = str(bentoml.bentos.build_bentofile(str(BENTOFILE), build_ctx=".").tag)
+    if model_of(bento_tag) != model_tag:  # another model was saved meanwhile
+        raise PipelineInputError(f"{bento_tag} holds {model_of(bento_tag)}, not {model_tag}")
+    return model_tag, bento_tag
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="traffic-forecast bento", description=__doc__)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides (default: params.yaml)")
+    args = parser.parse_args(argv)
+    model_tag, bento_tag = build(load_config(args.overrides))
+    log.info("built %s with model %s", bento_tag, model_tag)
+    print(bento_tag)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command."""
+    return run_stage(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""A real ``bentoml serve`` process for tests, on a free loopback port, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import REPO_ROOT
+
+STARTUP_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_env(model_tag: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TRAFFIC_FORECAST_MODEL": model_tag,
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PYTHONPATH": str(REPO_ROOT / "src"),
+    }
+
+
+class Server:
+    """A ``bentoml serve`` process on a free loopback port."""
+
+    def __init__(self, target: str, model_tag: str, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1",
+             "--port", str(self.port)],
+            cwd=REPO_ROOT,
+            env=serve_env(model_tag),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def wait(self, path: str, status: int, timeout: float = STARTUP_SECONDS) -> float:
+        """Seconds until ``GET path`` answers ``status``; fails the test after ``timeout``."""
+        started = time.perf_counter()
+        while time.perf_counter() - started < timeout:
+            assert self.process.poll() is None, self.log.read_text(errors="replace")[-3000:]
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == status:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{path} never answered {status}:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code (SIGKILL after 30 s: a test failure of its own)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            raise
+        finally:
+            self._log_file.close()
+
+
+@contextmanager
+def running(target: str, model_tag: str, log: Path) -> Iterator[Server]:
+    server = Server(target, model_tag, log)
+    try:
+        yield server
+    finally:
+        server.stop()
