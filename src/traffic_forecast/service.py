@@ -176,7 +176,7 @@ class TrafficForecast:
             self.version, self.card.get("git_commit", ""), self.card.get("data_version", "")
         ).set(1)
         # The loaded libraries and model are millions of objects that never die: freezing them
-        # out of the collector's sight turned 340 ms p99 pauses into 25 ms (benchmarks/serve.py).
+        # out of the collector's sight took p99 from 340 ms to 41 ms (README, Benchmarks).
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
