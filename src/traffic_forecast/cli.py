@@ -27,6 +27,10 @@ COMMANDS = {
     "remote": ("traffic_forecast.remote", "use the cloud DVC remote, or the default without it"),
     "report": ("traffic_forecast.report", "the PR report: reports/report.md vs a base branch"),
     "gate": ("traffic_forecast.gate", "exit non-zero when the PR report failed its gate"),
+    "deploy": ("traffic_forecast.deploy.cli:deploy_main", "blue/green deploy of a Bento (nginx)"),
+    "rollback": ("traffic_forecast.deploy.cli:rollback_main", "back to the previous colour"),
+    "status": ("traffic_forecast.deploy.cli:status_main", "live colour, versions, slot health"),
+    "undeploy": ("traffic_forecast.deploy.cli:undeploy_main", "stop the router and both colours"),
 }
 
 
@@ -34,6 +38,7 @@ def configure_logging() -> None:
     """Plain messages on stderr; ``TRAFFIC_FORECAST_LOG=DEBUG`` shows more."""
     level = os.environ.get("TRAFFIC_FORECAST_LOG", "INFO").upper()
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
 
 
 def run_stage(body: Callable[[list[str]], int], argv: list[str] | None) -> int:
@@ -54,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         usage = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
         print(f"usage: traffic-forecast <command> [args…]\n\ncommands:\n{usage}")
         return 0 if args[:1] in ([], ["-h"], ["--help"]) else 2
-    module = importlib.import_module(COMMANDS[args[0]][0])
-    code: int = module.main(args[1:])
+    module_name, _, function = COMMANDS[args[0]][0].partition(":")
+    entry = getattr(importlib.import_module(module_name), function or "main")
+    code: int = entry(args[1:])
     return code
 
 

@@ -202,6 +202,71 @@ class ServingConfig:
 
 
 @dataclass
+class ValidationGateConfig:
+    """Deploy gate: the new model's error on fresh actuals against the live model's."""
+
+    actuals_file: str = "data/fresh/traffic.csv"  # hourly actuals newer than the training data
+    hours: int = 168  # score at most the most recent this many hours
+    tolerance_pct: float = 5.0  # the new model's MAE may exceed the live one's by this much
+    required: bool = False  # True: no fresh actuals (or none after both origins) fails the gate
+
+    def __post_init__(self) -> None:
+        if self.hours < 1 or self.tolerance_pct < 0:
+            raise ConfigError("deploy.validation.hours >= 1 and tolerance_pct >= 0 required")
+
+
+@dataclass
+class ShadowConfig:
+    """Mirror live traffic to the new colour, then compare the two colours' answers."""
+
+    enabled: bool = False
+    seconds: float = 10.0
+    max_diff_pct: float = 50.0  # mean |new - live| / live of the compared forecasts
+
+
+@dataclass
+class CanaryConfig:
+    """Shift traffic in weighted steps, aborting when the new colour errs or slows down."""
+
+    enabled: bool = False
+    steps: list[int] = field(default_factory=lambda: [5, 25, 100])  # percent to the new colour
+    step_seconds: float = 10.0
+    max_error_rate: float = 0.01  # 5xx share of the new colour's answers during a step
+    max_p99_ms: float = 500.0  # the new colour's p99 through the router during a step
+    min_requests: int = 0  # fewer answers in a step: not enough to judge, which fails it
+
+    def __post_init__(self) -> None:
+        if not self.steps or self.steps[-1] != 100 or sorted(self.steps) != self.steps:
+            raise ConfigError(f"deploy.canary.steps={self.steps}: increasing, ending at 100")
+        if any(not 0 < step <= 100 for step in self.steps):
+            raise ConfigError(f"deploy.canary.steps={self.steps}: each in (0, 100]")
+
+
+@dataclass
+class DeployConfig:
+    """Blue/green on one machine: nginx in front of two `bentoml serve` slots."""
+
+    state_dir: str = ".deploy"  # nginx prefix, config, logs and the state file
+    host: str = "127.0.0.1"
+    router_port: int = 8080
+    blue_port: int = 3001
+    green_port: int = 3002
+    ready_timeout_s: float = 180.0
+    confirm_timeout_s: float = 30.0
+    rollback_window_s: float = 600.0  # the old colour keeps running this long after a switch
+    stop_timeout_s: float = 30.0  # graceful stop of a colour, then SIGKILL
+    smoke_horizon: int = 24
+    nginx: str = "nginx"
+    nginx_directives: list[str] = field(default_factory=list)  # extra `server` directives
+    validation: ValidationGateConfig = field(default_factory=ValidationGateConfig)
+    shadow: ShadowConfig = field(default_factory=ShadowConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
+    # Kubernetes (Argo Rollouts) manifests, generated from this same config
+    image: str = "traffic-forecast:latest"
+    replicas: int = 2
+
+
+@dataclass
 class Config:
     """The whole composed configuration (``conf/config.yaml`` and its groups)."""
 
@@ -216,6 +281,7 @@ class Config:
     gate: GateConfig = field(default_factory=GateConfig)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
 
 
 def to_typed(raw: DictConfig | dict[str, Any], *, origin: str) -> Config:

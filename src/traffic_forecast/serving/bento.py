@@ -46,11 +46,16 @@ def model_of(bento_tag: str) -> str:
     return str(services[0].models[0].tag)
 
 
+def build_bento() -> str:
+    """Build a Bento from bentofile.yaml; it takes the newest model in the store."""
+    export_requirements()
+    return str(bentoml.bentos.build_bentofile(str(BENTOFILE), build_ctx=".").tag)
+
+
 def build(cfg: Config) -> tuple[str, str]:
     """Save a new model version and build a Bento with it; (model tag, Bento tag)."""
     model_tag = package.save(cfg)
-    export_requirements()
-    bento_tag = str(bentoml.bentos.build_bentofile(str(BENTOFILE), build_ctx=".").tag)
+    bento_tag = build_bento()
     if model_of(bento_tag) != model_tag:  # another model was saved meanwhile
         raise PipelineInputError(f"{bento_tag} holds {model_of(bento_tag)}, not {model_tag}")
     return model_tag, bento_tag

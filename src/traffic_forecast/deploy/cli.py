@@ -1,0 +1,156 @@
+"""``traffic-forecast deploy|rollback|status|undeploy``: the blue/green tooling's command line.
+
+Settings come from ``params.yaml`` (``conf/deploy/``) plus Hydra overrides after the command;
+``TRAFFIC_FORECAST_DEPLOY_DIR`` sets the state directory (a deploy host keeps it outside the
+checkout). ``retire`` is started by a deploy itself, to stop the old colour after the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import bentoml
+
+from traffic_forecast.cli import run_stage
+from traffic_forecast.config import Config, DeployConfig, load_config
+from traffic_forecast.deploy import rollout
+
+log = logging.getLogger(__name__)
+
+STATE_DIR_ENV = "TRAFFIC_FORECAST_DEPLOY_DIR"
+
+
+def _config(overrides: list[str]) -> Config:
+    cfg = load_config(overrides)
+    if state_dir := os.environ.get(STATE_DIR_ENV):
+        cfg = dataclasses.replace(cfg, deploy=dataclasses.replace(cfg.deploy, state_dir=state_dir))
+    return cfg
+
+
+def _bento_tag(name: str, cfg: Config) -> str:
+    """``latest`` (or a bare name) resolved to the exact Bento version in the store."""
+    if name == "latest":
+        name = f"{cfg.serving.model_name}:latest"
+    return str(bentoml.get(name).tag)
+
+
+def _deploy(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="traffic-forecast deploy", description=rollout.__doc__)
+    parser.add_argument("bento", help="Bento tag, or latest")
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. deploy.canary.enabled=true"
+    )
+    args = parser.parse_args(argv)
+    cfg = _config(args.overrides)
+    outcome = rollout.deploy(_bento_tag(args.bento, cfg), cfg)
+    print(outcome.summary())
+    router = f"http://{cfg.deploy.host}:{cfg.deploy.router_port}"
+    print(f"\nforecasts at {router}/forecast, e.g.\n  curl -s -X POST {router}/forecast "
+          "-H 'Content-Type: application/json' -d '{\"horizon\": 24}'")  # fmt: skip
+    return 0
+
+
+def _rollback(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="traffic-forecast rollback")
+    parser.add_argument("overrides", nargs="*")
+    print(rollout.rollback(_config(parser.parse_args(argv).overrides)).summary())
+    return 0
+
+
+def _status(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="traffic-forecast status")
+    parser.add_argument("--json", action="store_true", help="machine-readable")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    report = rollout.status(_config(args.overrides))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    router = report["router"]
+    running = "running" if router["running"] else "stopped"
+    print(f"router {router['url']}: {running}; live: {report['live']}")
+    for colour, slot in report["colours"].items():
+        if slot is None:
+            print(f"  {colour:5}  -")
+            continue
+        health = "ready" if slot["ready"] else "running, not ready" if slot["running"] else "down"
+        print(f"  {colour:5}  {slot['bento']}  model {slot['model']}  :{slot['port']}  {health}")
+    return 0
+
+
+def _undeploy(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="traffic-forecast undeploy")
+    parser.add_argument("overrides", nargs="*")
+    rollout.stop_all(_config(parser.parse_args(argv).overrides))
+    print("stopped the router and both colours")
+    return 0
+
+
+def _retire(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="traffic_forecast.deploy.cli retire")
+    parser.add_argument("colour")
+    parser.add_argument("bento")
+    parser.add_argument("--after", type=float, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--stop-timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    time.sleep(args.after)
+    stopped = rollout.retire(
+        args.colour, args.bento, args.state_dir, DeployConfig(stop_timeout_s=args.stop_timeout)
+    )
+    log.info(
+        "retire %s (%s): %s",
+        args.colour,
+        args.bento,
+        "stopped" if stopped else "kept (live again, or replaced)",
+    )
+    return 0
+
+
+COMMANDS = {
+    "deploy": _deploy,
+    "rollback": _rollback,
+    "status": _status,
+    "undeploy": _undeploy,
+    "retire": _retire,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m traffic_forecast.deploy.cli <command> …``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        print(f"usage: {' | '.join(COMMANDS)} …", file=sys.stderr)
+        return 2
+    return run_stage(COMMANDS[args[0]], args[1:])
+
+
+def deploy_main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast deploy <bento> [overrides…]``."""
+    return run_stage(_deploy, argv)
+
+
+def rollback_main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast rollback [overrides…]``."""
+    return run_stage(_rollback, argv)
+
+
+def status_main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast status [--json] [overrides…]``."""
+    return run_stage(_status, argv)
+
+
+def undeploy_main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast undeploy [overrides…]``."""
+    return run_stage(_undeploy, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The two slots: start a colour's ``bentoml serve``, wait until it is ready, stop it gracefully."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from traffic_forecast.config import DeployConfig
+from traffic_forecast.deploy.state import DeployError, Slot
+from traffic_forecast.serving.bento import model_of
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.25
+
+
+def port_of(colour: str, cfg: DeployConfig) -> int:
+    """The port a colour listens on."""
+    return cfg.blue_port if colour == "blue" else cfg.green_port
+
+
+def url(cfg: DeployConfig, port: int) -> str:
+    """The base URL of a local port."""
+    return f"http://{cfg.host}:{port}"
+
+
+def port_free(host: str, port: int) -> bool:
+    """True when nothing listens on ``host:port``."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) != 0
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a finished child of this process is reaped here)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return False
+    except ChildProcessError:
+        pass  # not our child (an earlier deploy started it): ask the kernel
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def log_path(state_dir: Path, colour: str) -> Path:
+    """Where a colour's server writes its log."""
+    return state_dir / "logs" / f"{colour}.log"
+
+
+def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> Slot:
+    """Start ``bentoml serve <bento>`` for ``colour``, detached from this process."""
+    port = port_of(colour, cfg)
+    if not port_free(cfg.host, port):
+        raise DeployError(f"port {port} for {colour} is taken by another process")
+    model = model_of(bento)  # also fails early on a Bento that is not in the store
+    path = log_path(state_dir, colour)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "TRAFFIC_FORECAST_MODEL": model}
+    with path.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.host,
+             "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group: stopped as one, outlives the CLI
+        )  # fmt: skip
+    log.info(
+        "%s: started %s (model %s) on port %d, pid %d", colour, bento, model, port, process.pid
+    )
+    return Slot(bento, model, port, process.pid, time.time())
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    if not path.is_file():
+        return ""
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def wait_ready(colour: str, slot: Slot, cfg: DeployConfig, state_dir: Path) -> float:
+    """Seconds until the slot's ``/readyz`` answers 200; a `DeployError` after the timeout."""
+    started = time.perf_counter()
+    address = url(cfg, slot.port) + "/readyz"
+    while time.perf_counter() - started < cfg.ready_timeout_s:
+        if not alive(slot.pid):
+            raise DeployError(
+                f"{colour} ({slot.bento}) exited before it was ready:\n"
+                + _tail(log_path(state_dir, colour))
+            )
+        try:
+            if httpx.get(address, timeout=2).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(POLL_S)
+    raise DeployError(
+        f"{colour} ({slot.bento}) was not ready after {cfg.ready_timeout_s:g} s "
+        f"(/readyz never answered 200):\n" + _tail(log_path(state_dir, colour))
+    )
+
+
+def healthy(slot: Slot, cfg: DeployConfig) -> bool:
+    """True when the slot's process runs and ``/readyz`` answers 200."""
+    if not alive(slot.pid):
+        return False
+    try:
+        return httpx.get(url(cfg, slot.port) + "/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def stop(slot: Slot, cfg: DeployConfig) -> None:
+    """SIGTERM the slot's process group (requests in flight finish), SIGKILL after the timeout."""
+    if not alive(slot.pid):
+        return
+    try:
+        os.killpg(slot.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.perf_counter() + cfg.stop_timeout_s
+    while time.perf_counter() < deadline:
+        if not alive(slot.pid):
+            return
+        time.sleep(POLL_S)
+    log.warning("pid %d still running after %g s: SIGKILL", slot.pid, cfg.stop_timeout_s)
+    os.killpg(slot.pid, signal.SIGKILL)

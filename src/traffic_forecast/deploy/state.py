@@ -1,0 +1,97 @@
+"""The deploy state: which colour is live, what each slot runs, and what happened before.
+
+One JSON file in the state directory, written atomically; a lock file beside it keeps two
+deploys (or a deploy and a rollback) from interleaving on the same machine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from traffic_forecast.errors import TrafficForecastError
+from traffic_forecast.io import write_json_atomic
+
+COLOURS = ("blue", "green")
+STATE_FILE = "state.json"
+LOCK_FILE = "deploy.lock"
+HISTORY_KEPT = 50
+
+
+class DeployError(TrafficForecastError):
+    """A deploy step failed; the live colour still serves."""
+
+
+def other(colour: str) -> str:
+    """The colour that is not ``colour``."""
+    return COLOURS[1 - COLOURS.index(colour)]
+
+
+@dataclass
+class Slot:
+    """One colour's `bentoml serve`: the Bento it runs, its model, port and process."""
+
+    bento: str
+    model: str
+    port: int
+    pid: int
+    started_at: float
+
+
+@dataclass
+class State:
+    """Everything the tooling knows between runs."""
+
+    live: str | None = None
+    slots: dict[str, Slot] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, **event: Any) -> None:
+        """Append an event (deploy, rollback, retire …) to the history."""
+        self.history = [*self.history, {"at": round(time.time(), 3), **event}][-HISTORY_KEPT:]
+
+    def last_live_bento(self, before: str) -> str | None:
+        """The Bento that was live before ``before`` took over (for rollback by redeploy)."""
+        switches = [
+            e for e in self.history if e.get("action") in {"deploy", "rollback"} and e.get("ok")
+        ]
+        for event in reversed(switches):
+            if event.get("bento") != before and event.get("bento"):
+                return str(event["bento"])
+        return None
+
+
+def load(state_dir: Path) -> State:
+    """The state in ``state_dir`` (a fresh one when there is none yet)."""
+    path = state_dir / STATE_FILE
+    if not path.is_file():
+        return State()
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    slots = {colour: Slot(**slot) for colour, slot in raw.get("slots", {}).items()}
+    return State(raw.get("live"), slots, list(raw.get("history", [])))
+
+
+def save(state_dir: Path, state: State) -> None:
+    """Write the state atomically (a crash leaves the previous file whole)."""
+    write_json_atomic(state_dir / STATE_FILE, asdict(state))
+
+
+@contextmanager
+def locked(state_dir: Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold the deploy lock of ``state_dir``; without ``wait``, fail at once when it is held."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / LOCK_FILE).open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise DeployError(f"another deploy holds {state_dir / LOCK_FILE}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
