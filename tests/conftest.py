@@ -8,8 +8,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.packaged import Packaged
+    from traffic_forecast.serving.artifacts import ModelArtifacts
 
 from traffic_forecast.config import Config, compose, to_typed
 from traffic_forecast.simulate import SimulationConfig, simulate, write_raw_tables
@@ -93,3 +98,26 @@ def small_raw(config_in: Config) -> Config:
 def needs_shared_data() -> pytest.MarkDecorator:
     """Skip where ``../shared/data`` is absent (the repository must not copy it)."""
     return pytest.mark.skipif(not BIKE_SHARING_CSV.is_file(), reason="../shared/data is absent")
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> Packaged:
+    """Six simulated weeks through the pipeline, saved once in the tests' BentoML store."""
+    # Imported here: tests.packaged imports this module, and BentoML must not be imported
+    # before BENTOML_HOME is set above.
+    from tests.packaged import Packaged, run_pipeline  # noqa: PLC0415
+    from traffic_forecast.serving.package import save as save_model  # noqa: PLC0415
+
+    cfg = run_pipeline(tmp_path_factory.mktemp("serving"), base_config)
+    packaged = Packaged(cfg, save_model(cfg))
+    # The service tests serve this model, whatever other tests save into the store later.
+    os.environ["TRAFFIC_FORECAST_MODEL"] = packaged.tag
+    return packaged
+
+
+@pytest.fixture(scope="session")
+def loaded(packaged: Packaged) -> ModelArtifacts:
+    """The packaged model, read back as the service reads it."""
+    from traffic_forecast.serving.artifacts import load  # noqa: PLC0415
+
+    return load(packaged.folder)

@@ -101,3 +101,15 @@ def test_gate_command_without_a_report_says_what_to_run(
 ) -> None:
     assert gate_main(["--report", str(tmp_path / "none.json")]) == 1
     assert "make report" in caplog.text
+
+
+def test_a_stale_dvc_lock_fails_the_gate_naming_the_stages() -> None:
+    lock = {"current": False, "stale": ["train: changed params", "evaluate: changed params"]}
+    verdict = apply_gate(_metrics(0.5, 1000.0), BASE, GATE, labels=[], lock=lock)
+    assert verdict.passed is False
+    assert "dvc.lock is stale for evaluate, train" in verdict.headline()
+    current = apply_gate(_metrics(0.5, 1000.0), BASE, GATE, [], lock={"current": True, "stale": []})
+    assert current.passed is True
+    assert ("dvc.lock is current", True) in current.checks
+    unchecked = GateConfig(require_current_lock=False)
+    assert apply_gate(_metrics(0.5, 1000.0), BASE, unchecked, [], lock=lock).passed is True

@@ -27,6 +27,7 @@ COMMANDS = {
     "remote": ("traffic_forecast.remote", "use the cloud DVC remote, or the default without it"),
     "report": ("traffic_forecast.report", "the PR report: reports/report.md vs a base branch"),
     "gate": ("traffic_forecast.gate", "exit non-zero when the PR report failed its gate"),
+    "check-lock": ("traffic_forecast.lockcheck", "fail unless dvc.lock records this commit"),
     "deploy": ("traffic_forecast.deploy.cli:deploy_main", "blue/green deploy of a Bento (nginx)"),
     "rollback": ("traffic_forecast.deploy.cli:rollback_main", "back to the previous colour"),
     "status": ("traffic_forecast.deploy.cli:status_main", "live colour, versions, slot health"),

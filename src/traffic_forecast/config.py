@@ -158,6 +158,7 @@ class GateConfig:
     max_sale_error_regression_pct: float = 5.0
     must_beat_baseline: bool = True
     override_label: str = "gate-override"
+    require_current_lock: bool = True  # dvc.lock must record the PR's code, params and data
 
 
 @dataclass

@@ -56,11 +56,26 @@ def _change_pct(new: float, old: float) -> float:
 
 
 def apply_gate(
-    pr: dict[str, Any], base: dict[str, Any] | None, gate: GateConfig, labels: list[str]
+    pr: dict[str, Any],
+    base: dict[str, Any] | None,
+    gate: GateConfig,
+    labels: list[str],
+    lock: dict[str, Any] | None = None,
 ) -> Verdict:
-    """Check PR metrics (``metrics.json`` content) against the base branch's and the baseline."""
+    """Check PR metrics (``metrics.json`` content) against the base branch's and the baseline.
+
+    ``lock`` is what ``traffic-forecast check-lock`` recorded (``reports/lock.json``), if it ran.
+    """
     model = pr["model"]
     checks: list[tuple[str, bool]] = []
+    if gate.require_current_lock and lock is not None:
+        stages = sorted({entry.split(":")[0] for entry in lock.get("stale", [])})
+        text = (
+            "dvc.lock is current"
+            if lock.get("current")
+            else (f"dvc.lock is stale for {', '.join(stages)}: run `dvc repro`, commit dvc.lock")
+        )
+        checks.append((text, bool(lock.get("current"))))
     if gate.must_beat_baseline:
         baseline_mase = pr["baseline"]["mase"]
         checks.append(

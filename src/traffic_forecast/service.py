@@ -1,8 +1,9 @@
 """The HTTP service (BentoML): forecasts, capacity and lineage of one packaged model.
 
 ``bentoml serve traffic_forecast.service:TrafficForecast`` (or a Bento built from
-``bentofile.yaml``, ``make bento && make serve``). The model is the latest ``traffic-forecast``
-in the BentoML store unless ``TRAFFIC_FORECAST_MODEL`` names another tag.
+``bentofile.yaml``, ``make bento && make serve``). A Bento serves the model it was built with;
+from source, the latest ``traffic-forecast`` in the BentoML store, or the tag
+``TRAFFIC_FORECAST_MODEL`` names.
 
 - ``POST /forecast``: hourly forecasts with prediction intervals; planned sales make a what-if.
 - ``POST /capacity``: instances per hour to serve the upper forecast at a target CPU level.
@@ -47,7 +48,8 @@ from traffic_forecast.serving.telemetry import telemetry
 
 log = logging.getLogger(__name__)
 
-MODEL_TAG = os.environ.get("TRAFFIC_FORECAST_MODEL", "traffic-forecast:latest")
+# What a Bento build takes; serving from source, TRAFFIC_FORECAST_MODEL may name another tag.
+MODEL_TAG = "traffic-forecast:latest"
 FORECAST, CAPACITY = "/forecast", "/capacity"
 API_PATHS = frozenset({FORECAST, CAPACITY})
 # A request allocates a few thousand objects; with Python's default (700, 10, 10) the collector
@@ -121,6 +123,12 @@ def _model_of_the_bento() -> Any:
     return bentoml.models.get(service.models[0].tag)
 
 
+def _model_named_by_env() -> Any:
+    """The model ``TRAFFIC_FORECAST_MODEL`` names when the service starts, if it is set."""
+    tag = os.environ.get("TRAFFIC_FORECAST_MODEL")
+    return None if not tag else bentoml.models.get(tag)
+
+
 def _outcome(status: int) -> str:
     return "ok" if status < 400 else "rejected" if status < 500 else "error"
 
@@ -155,7 +163,7 @@ class TrafficForecast:
     model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        stored = _model_of_the_bento() or self.model
+        stored = _model_of_the_bento() or _model_named_by_env() or self.model
         self.version = str(stored.tag)
         self.labels = dict(stored.info.labels)
         self._what_ifs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="what-if")

@@ -8,7 +8,7 @@ import bentoml
 import httpx
 import pytest
 
-from tests.serving.conftest import Packaged
+from tests.packaged import Packaged
 from tests.serving.server import running
 from traffic_forecast.serving import bento, package
 from traffic_forecast.serving.contract import EXAMPLE_INPUT

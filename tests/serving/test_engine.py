@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sktime.forecasting.base import ForecastingHorizon
 
-from tests.serving.conftest import Packaged, quiet_evening
+from tests.packaged import Packaged, quiet_evening
 from traffic_forecast.models import exogenous
 from traffic_forecast.pipeline.features import HISTORY_FILE
 from traffic_forecast.serving.artifacts import ModelArtifacts

@@ -21,7 +21,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.serving.conftest import Packaged
+from tests.packaged import Packaged
 from tests.serving.server import Server, running
 from traffic_forecast.serving import artifacts
 from traffic_forecast.serving.contract import EXAMPLE_INPUT

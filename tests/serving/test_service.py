@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
-from tests.serving.conftest import Packaged, quiet_evening
+from tests.packaged import Packaged, quiet_evening
 from traffic_forecast import service as service_module
 from traffic_forecast.service import TrafficForecast
 from traffic_forecast.serving.contract import EXAMPLE_INPUT, PlannedSale

@@ -154,11 +154,14 @@ def _deploy(
         outcome.seconds["switch"] = time.perf_counter() - ready_at
         outcome.notes.append(f"switch confirmed through the router in {confirmed:.2f} s")
     except Exception as exc:
-        if live is not None:  # whatever a gate or the switch left, the live colour takes all
-            router.apply(Route({live[1].port: 100}, live[0]))
+        reason = str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
+        try:  # whatever a gate or the switch changed, the router goes back to the live colour
+            if router.restore():
+                router.wait_drained()  # old workers may still send requests to the new colour
+        except DeployError as restoring:
+            reason += f"; and putting the router back failed: {restoring}"
         slots.stop(new, dcfg)
         state.slots.pop(target, None)
-        reason = str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
         state.record(action=action, ok=False, bento=bento, colour=target, reason=reason)
         save(state_dir, state)
         still = "nothing was live" if live is None else f"{live[0]} still serves {live[1].bento}"
@@ -214,7 +217,7 @@ def rollback(cfg: Config) -> Outcome:
 def _schedule_retire(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> None:
     """Stop ``colour`` after the rollback window, in a process of its own (this one exits)."""
     with (state_dir / "logs" / "retire.log").open("ab") as log_file:
-        subprocess.Popen(
+        retiring = subprocess.Popen(
             [sys.executable, "-m", "traffic_forecast.deploy.cli", "retire", colour, bento,
              "--after", str(cfg.rollback_window_s), "--state-dir", str(state_dir),
              "--stop-timeout", str(cfg.stop_timeout_s)],
@@ -222,6 +225,7 @@ def _schedule_retire(colour: str, bento: str, cfg: DeployConfig, state_dir: Path
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+    slots.CHILDREN[retiring.pid] = retiring
 
 
 def retire(colour: str, bento: str, state_dir: Path, cfg: DeployConfig) -> bool:
@@ -231,6 +235,7 @@ def retire(colour: str, bento: str, state_dir: Path, cfg: DeployConfig) -> bool:
         slot = state.slots.get(colour)
         if slot is None or slot.bento != bento or state.live == colour:
             return False
+        Router(cfg, state_dir).wait_drained()
         slots.stop(slot, cfg)
         del state.slots[colour]
         state.record(action="retire", ok=True, colour=colour, bento=bento)

@@ -101,6 +101,8 @@ class Router:
         self.prefix = (state_dir / "nginx").resolve()
         self.conf = self.prefix / "nginx.conf"
         self.url = f"http://{cfg.host}:{cfg.router_port}"
+        self._before: str | None = None  # the config live before this object first changed it
+        self._old_workers: set[int] = set()  # workers of the config the last reload replaced
 
     def _nginx(self, *args: str, conf: Path | None = None) -> subprocess.CompletedProcess[str]:
         command = [
@@ -139,13 +141,26 @@ class Router:
         for name in ("logs", *(f"temp/{d}" for d in TEMP_DIRS)):
             (self.prefix / name).mkdir(parents=True, exist_ok=True)
             (self.prefix / name).chmod(0o777)  # nginx's workers drop to an unprivileged user
+        self._install(render(route, self.cfg, self.prefix))
+
+    def restore(self) -> bool:
+        """Put back the config that was live before this router changed it; False if none did."""
+        if self._before is None:
+            return False
+        self._install(self._before)
+        return True
+
+    def _install(self, text: str) -> None:
         candidate = self.prefix / "nginx.conf.candidate"
-        candidate.write_text(render(route, self.cfg, self.prefix), encoding="utf-8")
+        candidate.write_text(text, encoding="utf-8")
         checked = self._nginx("-t", conf=candidate)
         if checked.returncode != 0:
             candidate.replace(self.prefix / "nginx.conf.rejected")
             raise DeployError(f"nginx -t refused the new router config:\n{checked.stderr.strip()}")
+        if self._before is None and self.conf.is_file():
+            self._before = self.conf.read_text(encoding="utf-8")
         candidate.replace(self.conf)
+        self._old_workers = self.workers()
         done = self._nginx("-s", "reload") if self.running() else self._nginx()
         if done.returncode != 0:
             raise DeployError(f"nginx failed to (re)load: {done.stderr.strip()}")
@@ -170,6 +185,32 @@ class Router:
             f"the router did not switch to {version} within {self.cfg.confirm_timeout_s:g} s "
             f"(it answers {seen})"
         )
+
+    def workers(self) -> set[int]:
+        """The pids of this nginx's worker processes (Linux: /proc), old and new."""
+        pid_file = self.prefix / "nginx.pid"
+        if not pid_file.is_file():
+            return set()
+        master = pid_file.read_text().strip()
+        found = set()
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                text = status.read_text()
+            except OSError:
+                continue  # the process ended while we looked
+            if f"\nPPid:\t{master}\n" in text:
+                found.add(int(status.parent.name))
+        return found
+
+    def wait_drained(self) -> None:
+        """Until the workers of the config before the last reload have all exited.
+
+        After a reload nginx's old workers finish the requests they hold, and may still send
+        them to the colour being left: it must not stop before they are gone.
+        """
+        deadline = time.perf_counter() + self.cfg.stop_timeout_s
+        while self._old_workers & self.workers() and time.perf_counter() < deadline:
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop nginx gracefully (``-s quit``: requests in flight finish)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +21,9 @@ from traffic_forecast.serving.bento import model_of
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25
+# The servers this process started. They outlive it by design (a deploy exits, the colours
+# serve on); kept here while it runs so that they are reaped, not left as zombies.
+CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def port_of(colour: str, cfg: DeployConfig) -> int:
@@ -41,8 +45,10 @@ def port_free(host: str, port: int) -> bool:
 
 def alive(pid: int) -> bool:
     """True while process ``pid`` runs (a finished child of this process is reaped here)."""
+    if pid in CHILDREN:
+        return CHILDREN[pid].poll() is None
     try:
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):  # a child of ours that finished: reaped
             return False
     except ChildProcessError:
         pass  # not our child (an earlier deploy started it): ask the kernel
@@ -78,6 +84,7 @@ def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> Slot:
             env=env,
             start_new_session=True,  # its own process group: stopped as one, outlives the CLI
         )  # fmt: skip
+    CHILDREN[process.pid] = process
     log.info(
         "%s: started %s (model %s) on port %d, pid %d", colour, bento, model, port, process.pid
     )
@@ -122,18 +129,54 @@ def healthy(slot: Slot, cfg: DeployConfig) -> bool:
         return False
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux: /proc).
+
+    BentoML's workers run in sessions of their own: the server's process group misses them.
+    """
+    children: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            parent = next(
+                int(line.split()[1])
+                for line in status.read_text().splitlines()
+                if line.startswith("PPid:")
+            )
+        except (OSError, StopIteration, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(status.parent.name))
+    found, pending = [], [pid]
+    while pending:
+        below = children.get(pending.pop(), [])
+        found += below
+        pending += below
+    return found
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def kill(slot: Slot) -> None:
+    """SIGKILL the slot's server and every process below it, at once (requests in flight fail)."""
+    _kill_all([slot.pid, *descendants(slot.pid)])
+
+
 def stop(slot: Slot, cfg: DeployConfig) -> None:
-    """SIGTERM the slot's process group (requests in flight finish), SIGKILL after the timeout."""
+    """SIGTERM the slot's server (its workers finish their requests), SIGKILL after the timeout."""
     if not alive(slot.pid):
         return
+    tree = descendants(slot.pid)
     try:
-        os.killpg(slot.pid, signal.SIGTERM)
+        os.kill(slot.pid, signal.SIGTERM)  # BentoML's arbiter stops its workers gracefully
     except ProcessLookupError:
         return
     deadline = time.perf_counter() + cfg.stop_timeout_s
     while time.perf_counter() < deadline:
-        if not alive(slot.pid):
+        if not alive(slot.pid) and not any(alive(pid) for pid in tree):
             return
         time.sleep(POLL_S)
     log.warning("pid %d still running after %g s: SIGKILL", slot.pid, cfg.stop_timeout_s)
-    os.killpg(slot.pid, signal.SIGKILL)
+    _kill_all([slot.pid, *tree])

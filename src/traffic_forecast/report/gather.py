@@ -23,6 +23,7 @@ from traffic_forecast.errors import PipelineInputError, TrafficForecastError
 from traffic_forecast.gate import apply_gate
 from traffic_forecast.io import write_json_atomic, write_text_atomic
 from traffic_forecast.lineage import DATA_DVC, data_version
+from traffic_forecast.lockcheck import LOCK_FILE
 from traffic_forecast.remote import REMOTE_FILE
 from traffic_forecast.report.render import ReportInputs, render_json, render_markdown
 from traffic_forecast.report.sections import CapacityImpact
@@ -207,7 +208,8 @@ def gather(base: str, labels: list[str]) -> ReportInputs:
     base_validation = _json(git_show(base, VALIDATION_FILE))
     verdict = None
     if validation.get("passed") and pr_metrics is not None:
-        verdict = apply_gate(pr_metrics, base_m, cfg.gate, labels)
+        lock = _json(_file(reports / LOCK_FILE))
+        verdict = apply_gate(pr_metrics, base_m, cfg.gate, labels, lock)
     forecast_pr = _read_csv(_file(reports / "plots" / "forecast.csv"))
     forecast_base = _read_csv(git_show(base, FORECAST_FILE))
     impact, reason = capacity_impact(cfg.capacity, validated, forecast_pr, forecast_base)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -47,9 +48,22 @@ def model_of(bento_tag: str) -> str:
 
 
 def build_bento() -> str:
-    """Build a Bento from bentofile.yaml; it takes the newest model in the store."""
+    """Build a Bento from bentofile.yaml; it takes the newest model in the store.
+
+    In a process of its own: BentoML resolves the service's ``BentoModel`` once per process
+    and keeps it, so a second build here would package the first build's model again.
+    """
     export_requirements()
-    return str(bentoml.bentos.build_bentofile(str(BENTOFILE), build_ctx=".").tag)
+    done = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", "-f", str(BENTOFILE), "--output", "tag", "."],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    tags = re.findall(r"__tag__:(\S+)", done.stdout)
+    if done.returncode != 0 or not tags:
+        raise PipelineInputError(f"bentoml build failed:\n{(done.stderr or done.stdout)[-3000:]}")
+    return str(tags[-1])
 
 
 def build(cfg: Config) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""A packaged model for the serving tests: six simulated weeks through the pipeline, saved once."""
+"""A packaged model for the serving and deploy tests: six simulated weeks through the pipeline."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from pathlib import Path
 
 import bentoml
 import pandas as pd
-import pytest
 
 from tests.conftest import SMALL_PERIOD, config_under
 from traffic_forecast.config import Config
 from traffic_forecast.pipeline import evaluate, features, train, validate
-from traffic_forecast.serving import artifacts, package
 from traffic_forecast.serving.engine import ForecastEngine
 from traffic_forecast.simulate import simulate, write_raw_tables
 
@@ -41,17 +39,6 @@ def run_pipeline(root: Path, base: Config) -> Config:
     train.run(cfg)
     evaluate.run(cfg)
     return cfg
-
-
-@pytest.fixture(scope="session")
-def packaged(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> Packaged:
-    cfg = run_pipeline(tmp_path_factory.mktemp("serving"), base_config)
-    return Packaged(cfg, package.save(cfg))
-
-
-@pytest.fixture(scope="session")
-def loaded(packaged: Packaged) -> artifacts.ModelArtifacts:
-    return artifacts.load(packaged.folder)
 
 
 def quiet_evening(engine: ForecastEngine) -> pd.Timestamp:

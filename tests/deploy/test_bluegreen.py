@@ -1,0 +1,295 @@
+"""Blue/green for real: nginx and two ``bentoml serve`` slots, with a load running through it.
+
+One deployment for the module: blue goes live first; every failing green is tried against it
+(and must leave it serving); the last tests switch for real and roll back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bentoml
+import httpx
+import pandas as pd
+import pytest
+
+from tests.deploy.load import Load
+from tests.packaged import Packaged
+from tests.serving.server import free_port
+from traffic_forecast.config import Config
+from traffic_forecast.deploy import rollout, slots
+from traffic_forecast.deploy.router import Route, Router
+from traffic_forecast.deploy.state import DeployError, load
+from traffic_forecast.serving import artifacts, bento
+from traffic_forecast.serving.guard import VERSION_HEADER
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Bentos:
+    """The Bentos the tests deploy, and their models."""
+
+    v1: str
+    v2: str
+    worse: str  # seasonal naive where the model should be
+    broken: str  # its forecaster file is damaged: never ready
+    no_capacity: str  # packaged without capacity data: /capacity answers 503
+
+    def model(self, tag: str) -> str:
+        """The model a Bento holds."""
+        return bento.model_of(tag)
+
+
+def _custom(packaged: Packaged, folder: Path, edit: Callable[[Path], None]) -> str:
+    folder.mkdir()
+    artifacts.gather(packaged.cfg, folder)
+    edit(folder)
+    with bentoml.models.create(packaged.cfg.serving.model_name) as model:
+        shutil.copytree(folder, model.path, dirs_exist_ok=True)
+    return bento.build_bento()  # takes the newest model: this one
+
+
+def _no_capacity(folder: Path) -> None:
+    settings = json.loads((folder / artifacts.SERVING_FILE).read_text())
+    (folder / artifacts.SERVING_FILE).write_text(json.dumps({**settings, "capacity": None}))
+
+
+@pytest.fixture(scope="module")
+def bentos(packaged: Packaged, tmp_path_factory: pytest.TempPathFactory) -> Bentos:
+    root = tmp_path_factory.mktemp("bentos")
+    _, v1 = bento.build(packaged.cfg)
+    _, v2 = bento.build(packaged.cfg)
+
+    def naive(folder: Path) -> None:
+        shutil.copyfile(folder / "baseline.zip", folder / "forecaster.zip")
+        card = json.loads((folder / "model_card.json").read_text())
+        card |= {"uses_exog": False, "exogenous_columns": []}
+        (folder / "model_card.json").write_text(json.dumps(card))
+
+    return Bentos(
+        v1,
+        v2,
+        worse=_custom(packaged, root / "worse", naive),
+        broken=_custom(
+            packaged, root / "broken", lambda f: (f / "forecaster.zip").write_bytes(b"x")
+        ),
+        no_capacity=_custom(packaged, root / "no-capacity", _no_capacity),
+    )
+
+
+@pytest.fixture(scope="module")
+def cfg(base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    root = tmp_path_factory.mktemp("deploy")
+    deploy = dataclasses.replace(
+        base_config.deploy,
+        state_dir=str(root / "state"),
+        router_port=free_port(),
+        blue_port=free_port(),
+        green_port=free_port(),
+        ready_timeout_s=90,
+        rollback_window_s=900,  # the tests retire colours themselves
+        stop_timeout_s=20,
+        validation=dataclasses.replace(
+            base_config.deploy.validation, actuals_file=str(root / "fresh.csv")
+        ),
+    )
+    config = dataclasses.replace(base_config, deploy=deploy)
+    yield config
+    rollout.stop_all(config)
+    # Retirements scheduled by the deploys above sleep out their window: end them now.
+    subprocess.run(["pkill", "-f", f"--state-dir {deploy.state_dir}"], check=False)
+
+
+def _router(cfg: Config) -> str:
+    return f"http://{cfg.deploy.host}:{cfg.deploy.router_port}"
+
+
+def _served_version(cfg: Config) -> str | None:
+    response = httpx.post(
+        _router(cfg) + "/forecast", json={"horizon": 1}, headers={"Connection": "close"}
+    )
+    return response.headers.get(VERSION_HEADER)
+
+
+@pytest.fixture(scope="module")
+def blue_live(cfg: Config, bentos: Bentos) -> Config:
+    outcome = rollout.deploy(bentos.v1, cfg)
+    assert outcome.colour == "blue"
+    assert _served_version(cfg) == bentos.model(bentos.v1)
+    return cfg
+
+
+def _still_blue(cfg: Config, bentos: Bentos) -> None:
+    state = load(Path(cfg.deploy.state_dir))
+    assert state.live == "blue"
+    assert set(state.slots) == {"blue"}
+    assert slots.port_free(cfg.deploy.host, cfg.deploy.green_port)  # green was stopped
+    assert _served_version(cfg) == bentos.model(bentos.v1)
+
+
+# --- a failing green leaves blue serving ------------------------------------------------------
+
+
+def _failing(
+    cfg: Config, bentos: Bentos, tag: str, expected: str, *, green_served: bool = False
+) -> None:
+    with Load(_router(cfg) + "/forecast") as load_run:
+        with pytest.raises(DeployError, match=expected) as raised:
+            rollout.deploy(tag, cfg)
+        failed = time.perf_counter()
+    assert "blue still serves" in str(raised.value)
+    assert load_run.failures == [], load_run.summary()
+    # Green takes traffic only in a canary step; once the deploy failed, blue takes it all.
+    since = failed if green_served else 0.0
+    assert set(load_run.versions_sent_after(since)) == {bentos.model(bentos.v1)}
+    _still_blue(cfg, bentos)
+
+
+def test_a_green_that_never_becomes_ready(blue_live: Config, bentos: Bentos) -> None:
+    quick = dataclasses.replace(blue_live.deploy, ready_timeout_s=25)
+    _failing(
+        dataclasses.replace(blue_live, deploy=quick),
+        bentos,
+        bentos.broken,
+        "was not ready after 25 s",
+    )
+
+
+def test_a_green_that_fails_the_smoke_test(blue_live: Config, bentos: Bentos) -> None:
+    _failing(blue_live, bentos, bentos.no_capacity, "smoke test failed: capacity answered 503")
+
+
+def test_a_green_worse_on_fresh_actuals_fails_the_validation_gate(
+    blue_live: Config, bentos: Bentos
+) -> None:
+    # Fresh actuals that the live model forecast exactly: any other model is worse on them.
+    week = httpx.post(_router(blue_live) + "/forecast", json={"horizon": 168}).json()["forecast"]
+    data = blue_live.data
+    actuals = pd.DataFrame(
+        {
+            data.timestamp_column: [h["timestamp"] for h in week],
+            data.target_column: [h["value"] for h in week],
+        }
+    )
+    actuals.to_csv(blue_live.deploy.validation.actuals_file, index=False)
+    try:
+        _failing(blue_live, bentos, bentos.worse, "validation gate failed: MAE on 168 fresh hours")
+    finally:
+        Path(blue_live.deploy.validation.actuals_file).unlink()
+
+
+def test_a_router_config_nginx_refuses(blue_live: Config, bentos: Bentos) -> None:
+    bad = dataclasses.replace(blue_live.deploy, nginx_directives=["no_such_directive on;"])
+    _failing(dataclasses.replace(blue_live, deploy=bad), bentos, bentos.v2, "nginx -t refused")
+
+
+def test_a_canary_over_its_latency_limit_gives_the_traffic_back(
+    blue_live: Config, bentos: Bentos
+) -> None:
+    canary = dataclasses.replace(
+        blue_live.deploy.canary, enabled=True, steps=[50, 100], step_seconds=2, max_p99_ms=0.001
+    )
+    strict = dataclasses.replace(blue_live.deploy, canary=canary)
+    _failing(
+        dataclasses.replace(blue_live, deploy=strict),
+        bentos,
+        bentos.v2,
+        "canary at 50 %",
+        green_served=True,
+    )
+
+
+# --- a real switch, and back ------------------------------------------------------------------
+
+
+def test_a_deploy_then_a_rollback_drop_no_request(blue_live: Config, bentos: Bentos) -> None:
+    v1, v2 = bentos.model(bentos.v1), bentos.model(bentos.v2)
+    with Load(_router(blue_live) + "/forecast") as during_deploy:
+        outcome = rollout.deploy(bentos.v2, blue_live)
+        switched = time.perf_counter()
+    assert outcome.colour == "green"
+    assert during_deploy.failures == [], during_deploy.summary()
+    assert set(during_deploy.versions_sent_after(switched)) == {v2}
+    print(f"\ndeploy: {outcome.summary()}\n  load: {during_deploy.summary()}")
+
+    with Load(_router(blue_live) + "/forecast") as during_rollback:
+        back = rollout.rollback(blue_live)
+        rolled = time.perf_counter()
+    assert (back.colour, back.model) == ("blue", v1)
+    assert during_rollback.failures == [], during_rollback.summary()
+    assert set(during_rollback.versions_sent_after(rolled)) == {v1}
+    assert load(Path(blue_live.deploy.state_dir)).live == "blue"
+    print(f"rollback: {back.summary()}\n  load: {during_rollback.summary()}")
+
+
+def test_the_load_check_fails_when_the_old_colour_dies_right_after_the_switch(
+    blue_live: Config, bentos: Bentos
+) -> None:
+    """Negative control: the same load harness must see the errors of an unsafe switch."""
+    state = load(Path(blue_live.deploy.state_dir))
+    assert state.live == "blue"
+    green = state.slots["green"]  # still running, in its rollback window
+    assert slots.healthy(green, blue_live.deploy)
+    blue = state.slots["blue"]
+    router = Router(blue_live.deploy, Path(blue_live.deploy.state_dir))
+    # What-ifs take tens of ms each on one thread: requests are in flight on blue at any time.
+    origin = pd.Timestamp(
+        httpx.post(_router(blue_live) + "/forecast", json={"horizon": 1}).json()["origin"]
+    )
+    start, end = origin + pd.Timedelta(hours=3), origin + pd.Timedelta(hours=6)
+    sale = {
+        "start": f"{start:%Y-%m-%dT%H:00:00}",
+        "end": f"{end:%Y-%m-%dT%H:00:00}",
+        "kind": "flash_sale",
+    }
+    what_if = {"horizon": 24, "events": [sale]}
+    with Load(_router(blue_live) + "/forecast", concurrency=8, body=what_if) as unsafe:
+        time.sleep(1)
+        router.apply(Route({green.port: 100}, "green"))
+        slots.kill(blue)  # no waiting for the old workers' requests
+        time.sleep(2)
+        router.apply(Route({green.port: 100}, "green"))
+    assert unsafe.failures, (
+        f"the harness saw no failure: {unsafe.summary()}, {unsafe.versions_sent_after(0)}"
+    )
+    # Put the deployment back in a known state for the tests that follow.
+    rollout.stop_all(blue_live)
+    rollout.deploy(bentos.v1, blue_live)
+
+
+def test_shadow_and_canary_promote_a_healthy_green(blue_live: Config, bentos: Bentos) -> None:
+    deploy = dataclasses.replace(
+        blue_live.deploy,
+        shadow=dataclasses.replace(blue_live.deploy.shadow, enabled=True, seconds=2),
+        canary=dataclasses.replace(
+            blue_live.deploy.canary, enabled=True, steps=[25, 100], step_seconds=2
+        ),
+    )
+    with Load(_router(blue_live) + "/forecast") as load_run:
+        outcome = rollout.deploy(bentos.v2, dataclasses.replace(blue_live, deploy=deploy))
+    assert load_run.failures == [], load_run.summary()
+    assert outcome.colour == "green"
+    assert any(note.startswith("shadow: 2 s mirrored") for note in outcome.notes), outcome.notes
+    canary = next(note for note in outcome.notes if note.startswith("canary 25 %"))
+    assert int(canary.split(": ")[1].split(" ")[0]) > 0, canary  # green answered real traffic
+
+
+def test_a_rollback_after_the_window_redeploys_the_previous_bento(
+    blue_live: Config, bentos: Bentos
+) -> None:
+    state_dir = Path(blue_live.deploy.state_dir)
+    state = load(state_dir)
+    assert (state.live, state.slots["green"].bento) == ("green", bentos.v2)
+    assert rollout.retire("blue", state.slots["blue"].bento, state_dir, blue_live.deploy)
+    back = rollout.rollback(blue_live)
+    assert (back.action, back.colour, back.bento) == ("rollback", "blue", bentos.v1)
+    assert "ready" in back.seconds  # through the same steps: started, ready, checked, switched
+    assert _served_version(blue_live) == bentos.model(bentos.v1)
