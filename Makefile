@@ -51,6 +51,14 @@ data: install ## Get data/raw at the version data.dvc names (pull, or regenerate
 remote: install ## Use the configured DVC remote, or the embedded default where it has no credentials
 	$(TF) remote
 
+.PHONY: check-lock
+check-lock: install ## Fail unless dvc.lock records this commit's code, params and data
+	$(TF) check-lock
+
+.PHONY: lock-status
+lock-status: install ## Record in reports/lock.json whether dvc.lock is current (for the PR gate)
+	$(TF) check-lock --record-only
+
 .PHONY: validate
 validate: data ## Validate data/raw: the pipeline's first stage (reports/validation.md)
 	$(BIN)/dvc repro validate
@@ -60,8 +68,10 @@ repro: data ## Run the DVC pipeline (validate → features → train → evaluat
 	$(BIN)/dvc repro
 
 .PHONY: demo
-demo: repro ## Install, get the data and run the whole pipeline end to end
+demo: bento system-deps ## Install, run the pipeline, build the Bento, deploy it blue/green, forecast
 	$(TF) summary
+	$(TF) deploy latest
+	$(TF) verify
 
 # The PR report compares with BASE: in CI the pull request's base commit (from the event
 # file), else main. `make report BASE=origin/release` compares with another ref.
@@ -98,6 +108,33 @@ bento: repro ## Save the model and build the Bento (service + that model) from b
 .PHONY: serve
 serve: install ## Serve the newest Bento on PORT (default 3000): POST /forecast, /capacity
 	$(BIN)/bentoml serve traffic-forecast:latest --port $(PORT)
+
+# BENTO: a Bento tag, `latest`, or an exported Bento file (what the release workflow passes).
+BENTO ?= latest
+
+.PHONY: deploy
+deploy: install system-deps ## Blue/green deploy of BENTO behind the router (nginx, conf/deploy)
+	$(TF) deploy $(BENTO)
+
+.PHONY: rollback
+rollback: install ## Back to the previous colour (instant within the rollback window)
+	$(TF) rollback
+
+.PHONY: status
+status: install ## Live colour, versions and health of both slots
+	$(TF) status
+
+.PHONY: verify
+verify: install ## A forecast through the router from the live model, or exit non-zero
+	$(TF) verify
+
+.PHONY: undeploy
+undeploy: install ## Stop the router and both colours
+	$(TF) undeploy
+
+.PHONY: bento-export
+bento-export: repro ## Build the Bento and export it to build/traffic-forecast.bento (release)
+	$(TF) bento --export build/traffic-forecast.bento
 
 # Debian packages the tests and benchmarks start themselves: nginx (the blue/green router) and
 # wrk (load). Installed with apt-get when missing (as root, or through sudo).

@@ -31,6 +31,7 @@ COMMANDS = {
     "deploy": ("traffic_forecast.deploy.cli:deploy_main", "blue/green deploy of a Bento (nginx)"),
     "rollback": ("traffic_forecast.deploy.cli:rollback_main", "back to the previous colour"),
     "status": ("traffic_forecast.deploy.cli:status_main", "live colour, versions, slot health"),
+    "verify": ("traffic_forecast.deploy.cli:verify_main", "a forecast through the router, or fail"),
     "undeploy": ("traffic_forecast.deploy.cli:undeploy_main", "stop the router and both colours"),
 }
 

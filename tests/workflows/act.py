@@ -194,6 +194,9 @@ def run_workflow(
         cwd=checkout,
         env={
             "HOME": str(home),
+            # act's workspaces live in the cache dir; not under ~/.cache, because BentoML
+            # refuses to build from a path with a hidden directory in it.
+            "XDG_CACHE_HOME": str(scratch / "cache"),
             "PATH": _plain_path(),
             "ACT_DISABLE_VERSION_CHECK": "1",
             "GIT_PAGER": "cat",

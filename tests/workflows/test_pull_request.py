@@ -128,6 +128,8 @@ def test_a_regressing_model_change_gets_its_report_and_a_failing_gate(lags_pr: A
     body = _comment(run)
     assert body.startswith("**❌ Gate failed:"), body[:300]
     assert "MASE +" in body.splitlines()[0]
+    # The PR did not commit the dvc.lock of its change: the gate says so, naming the stages.
+    assert "dvc.lock is stale for evaluate, explain, train" in body.splitlines()[0]
     assert _table_row(body, f"`{LAGS_KEY}`") == [f"`{LAGS_KEY}`", "`24`", "`2`"]
     mase = _table_row(body, "MASE")
     base, pr = float(mase[1]), float(mase[2])
@@ -143,7 +145,7 @@ def test_a_regressing_model_change_gets_its_report_and_a_failing_gate(lags_pr: A
     assert body in run.summary
     assert run.artifacts is not None
     for name in ("report.md", "report.json", "forecast.png", "metrics.json"):
-        assert (run.artifacts / "pr-report" / "reports" / name).is_file(), name
+        assert (run.artifacts / "pr-report" / name).is_file(), name
 
 
 @pytest.mark.slow

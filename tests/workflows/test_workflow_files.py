@@ -20,7 +20,7 @@ WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"uses:\s*\S+@[0-9a-f]{40} # v\d+(\.\d+)*\s*$")
 MAKE_TARGET = re.compile(r"^([a-zA-Z_-]+):.*## ", re.MULTILINE)
-THIN_RUN = re.compile(r"^(make (?P<target>[a-z-]+)|\.ci/run)$")
+THIN_RUN = re.compile(r"^(make (?P<target>[a-z-]+)( [A-Z_]+=[\w./-]+)*|\.ci/run)$")
 
 
 def _load(path: Path) -> dict[str, Any]:

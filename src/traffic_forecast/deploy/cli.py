@@ -12,11 +12,13 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import bentoml
+from bentoml.exceptions import BentoMLException
 
 from traffic_forecast.cli import run_stage
 from traffic_forecast.config import Config, DeployConfig, load_config
@@ -35,7 +37,17 @@ def _config(overrides: list[str]) -> Config:
 
 
 def _bento_tag(name: str, cfg: Config) -> str:
-    """``latest`` (or a bare name) resolved to the exact Bento version in the store."""
+    """The exact Bento version: of ``latest``, of a tag, or of an exported file (imported)."""
+    if name.endswith(".bento") and Path(name).is_file():
+        try:
+            imported = bentoml.import_bento(str(Path(name).resolve()))  # absolute paths only
+        except BentoMLException as exc:
+            present = re.search(r"Item '([^']+)' already exists", str(exc))
+            if present is None:
+                raise
+            return present[1]  # the same Bento, deployed again (a re-run of the workflow)
+        log.info("imported %s from %s", imported.tag, name)
+        return str(imported.tag)
     if name == "latest":
         name = f"{cfg.serving.model_name}:latest"
     return str(bentoml.get(name).tag)
@@ -85,6 +97,14 @@ def _status(argv: list[str]) -> int:
     return 0
 
 
+def _verify(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="traffic-forecast verify")
+    parser.add_argument("overrides", nargs="*")
+    cfg = _config(parser.parse_args(argv).overrides)
+    print(rollout.verify(cfg))
+    return 0
+
+
 def _undeploy(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="traffic-forecast undeploy")
     parser.add_argument("overrides", nargs="*")
@@ -119,6 +139,7 @@ COMMANDS = {
     "rollback": _rollback,
     "status": _status,
     "undeploy": _undeploy,
+    "verify": _verify,
     "retire": _retire,
 }
 
@@ -145,6 +166,11 @@ def rollback_main(argv: list[str] | None = None) -> int:
 def status_main(argv: list[str] | None = None) -> int:
     """``traffic-forecast status [--json] [overrides…]``."""
     return run_stage(_status, argv)
+
+
+def verify_main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast verify [overrides…]``."""
+    return run_stage(_verify, argv)
 
 
 def undeploy_main(argv: list[str] | None = None) -> int:

@@ -271,6 +271,18 @@ def status(cfg: Config) -> dict[str, Any]:
     }
 
 
+def verify(cfg: Config) -> str:
+    """A forecast and a capacity answer through the router, from the live colour's model."""
+    dcfg = cfg.deploy
+    state = load(Path(dcfg.state_dir))
+    if state.live is None or state.live not in state.slots:
+        raise DeployError("nothing is deployed")
+    slot = state.slots[state.live]
+    router = Router(dcfg, Path(dcfg.state_dir))
+    checks.smoke(router.url, slot.model, dcfg.smoke_horizon)
+    return f"{router.url} answers from {state.live} ({slot.bento}, model {slot.model})"
+
+
 def stop_all(cfg: Config) -> None:
     """Stop the router and both colours (``make undeploy``)."""
     dcfg, state_dir = cfg.deploy, Path(cfg.deploy.state_dir)

@@ -77,10 +77,15 @@ def build(cfg: Config) -> tuple[str, str]:
 
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="traffic-forecast bento", description=__doc__)
+    parser.add_argument("--export", type=Path, help="also export the Bento to this file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (default: params.yaml)")
     args = parser.parse_args(argv)
     model_tag, bento_tag = build(load_config(args.overrides))
     log.info("built %s with model %s", bento_tag, model_tag)
+    if args.export:
+        args.export.parent.mkdir(parents=True, exist_ok=True)
+        bentoml.export_bento(bento_tag, str(args.export.resolve()))  # BentoML: absolute only
+        log.info("exported %s to %s", bento_tag, args.export)
     print(bento_tag)
     return 0
 
