@@ -132,6 +132,10 @@ verify: install ## A forecast through the router from the live model, or exit no
 undeploy: install ## Stop the router and both colours
 	$(TF) undeploy
 
+.PHONY: k8s
+k8s: install ## Write the Argo Rollouts blue/green manifests (deploy/kubernetes/) from conf/deploy
+	$(TF) k8s --out deploy/kubernetes/traffic-forecast.yaml
+
 .PHONY: bento-export
 bento-export: repro ## Build the Bento and export it to build/traffic-forecast.bento (release)
 	$(TF) bento --export build/traffic-forecast.bento

@@ -24,6 +24,7 @@ from tests.deploy.load import Load
 from tests.packaged import Packaged
 from tests.serving.server import free_port
 from traffic_forecast.config import Config
+from traffic_forecast.deploy import cli as deploy_cli
 from traffic_forecast.deploy import rollout, slots
 from traffic_forecast.deploy.router import Route, Router
 from traffic_forecast.deploy.state import DeployError, load
@@ -133,6 +134,18 @@ def _still_blue(cfg: Config, bentos: Bentos) -> None:
     assert set(state.slots) == {"blue"}
     assert slots.port_free(cfg.deploy.host, cfg.deploy.green_port)  # green was stopped
     assert _served_version(cfg) == bentos.model(bentos.v1)
+
+
+def test_gate_check_runs_the_gates_against_urls(
+    blue_live: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What Argo Rollouts' analysis Jobs run (deploy/kubernetes/), here against blue itself."""
+    blue = f"http://{blue_live.deploy.host}:{blue_live.deploy.blue_port}"
+    assert deploy_cli.main(["gate-check", "--new", blue, "--live", blue]) == 0
+    out = capsys.readouterr().out
+    assert "smoke: " in out
+    assert "validation: no fresh actuals" in out
+    assert deploy_cli.main(["gate-check", "--new", f"http://{blue_live.deploy.host}:1"]) == 1
 
 
 # --- a failing green leaves blue serving ------------------------------------------------------

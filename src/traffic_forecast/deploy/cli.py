@@ -18,11 +18,13 @@ import time
 from pathlib import Path
 
 import bentoml
+import httpx
 from bentoml.exceptions import BentoMLException
 
 from traffic_forecast.cli import run_stage
 from traffic_forecast.config import Config, DeployConfig, load_config
-from traffic_forecast.deploy import rollout
+from traffic_forecast.deploy import checks, rollout
+from traffic_forecast.deploy.state import DeployError
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,31 @@ def _verify(argv: list[str]) -> int:
     return 0
 
 
+def _gate_check(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="traffic-forecast gate-check",
+        description="The deploy gates against given URLs (Argo Rollouts' prePromotionAnalysis).",
+    )
+    parser.add_argument("--new", required=True, help="the colour being deployed")
+    parser.add_argument("--live", default=None, help="the live colour, for the validation gate")
+    parser.add_argument("--smoke-only", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    cfg = _config(args.overrides)
+    try:
+        model = httpx.get(args.new.rstrip("/") + "/metadata", timeout=30).json()["model_tag"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        raise DeployError(f"{args.new}/metadata did not answer with a model: {exc!r}") from None
+    checks.smoke(args.new.rstrip("/"), model, cfg.deploy.smoke_horizon)
+    print(f"smoke: {args.new} answers well-formed from {model}")
+    if not args.smoke_only:
+        actuals = checks.read_actuals(cfg.deploy.validation, cfg.data)
+        live = None if args.live is None else args.live.rstrip("/")
+        verdict = checks.validate(args.new.rstrip("/"), live, actuals, cfg.deploy.validation)
+        print(f"validation: {verdict.text}")
+    return 0
+
+
 def _undeploy(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="traffic-forecast undeploy")
     parser.add_argument("overrides", nargs="*")
@@ -140,6 +167,7 @@ COMMANDS = {
     "status": _status,
     "undeploy": _undeploy,
     "verify": _verify,
+    "gate-check": _gate_check,
     "retire": _retire,
 }
 
@@ -171,6 +199,11 @@ def status_main(argv: list[str] | None = None) -> int:
 def verify_main(argv: list[str] | None = None) -> int:
     """``traffic-forecast verify [overrides…]``."""
     return run_stage(_verify, argv)
+
+
+def gate_check_main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast gate-check --new URL [--live URL] [--smoke-only]``."""
+    return run_stage(_gate_check, argv)
 
 
 def undeploy_main(argv: list[str] | None = None) -> int:
