@@ -132,6 +132,14 @@ verify: install ## A forecast through the router from the live model, or exit no
 undeploy: install ## Stop the router and both colours
 	$(TF) undeploy
 
+.PHONY: container
+container: install ## Container image of BENTO (bentoml containerize + docker push to $REGISTRY)
+	$(TF) container $(BENTO)
+
+.PHONY: registry-login
+registry-login: ## docker login to $REGISTRY with $REGISTRY_USER and $REGISTRY_PASSWORD (stdin)
+	@printf '%s' "$$REGISTRY_PASSWORD" | docker login "$${REGISTRY%%/*}" -u "$$REGISTRY_USER" --password-stdin
+
 .PHONY: k8s
 k8s: install ## Write the Argo Rollouts blue/green manifests (deploy/kubernetes/) from conf/deploy
 	$(TF) k8s --out deploy/kubernetes/traffic-forecast.yaml

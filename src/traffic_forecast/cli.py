@@ -23,6 +23,7 @@ COMMANDS = {
     "explain": ("traffic_forecast.pipeline.explain", "stage 5: what drives the forecast"),
     "package": ("traffic_forecast.serving.package", "save the model in the BentoML store"),
     "bento": ("traffic_forecast.serving.bento", "save the model and build the Bento"),
+    "container": ("traffic_forecast.serving.bento:container_main", "containerize and push a Bento"),
     "summary": ("traffic_forecast.summary", "model vs baseline after a run, and the reports"),
     "remote": ("traffic_forecast.remote", "use the cloud DVC remote, or the default without it"),
     "report": ("traffic_forecast.report", "the PR report: reports/report.md vs a base branch"),

@@ -29,3 +29,14 @@ def test_a_bento_serves_the_model_it_was_built_with(packaged: Packaged, tmp_path
         response = httpx.post(live.url + "/forecast", json=EXAMPLE_INPUT)
     assert response.status_code == 200
     assert response.headers[VERSION_HEADER] == model_tag
+
+
+def test_the_container_step_containerizes_then_pushes_to_the_registry() -> None:
+    commands = bento.container_commands("traffic-forecast:abc123", "ghcr.io/acme/")
+    assert commands[0][-4:] == [
+        "containerize",
+        "traffic-forecast:abc123",
+        "--image-tag",
+        "ghcr.io/acme/traffic-forecast:abc123",
+    ]
+    assert commands[1] == ["docker", "push", "ghcr.io/acme/traffic-forecast:abc123"]

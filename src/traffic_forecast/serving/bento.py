@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -73,6 +74,45 @@ def build(cfg: Config) -> tuple[str, str]:
     if model_of(bento_tag) != model_tag:  # another model was saved meanwhile
         raise PipelineInputError(f"{bento_tag} holds {model_of(bento_tag)}, not {model_tag}")
     return model_tag, bento_tag
+
+
+def image_name(bento_tag: str, registry: str) -> str:
+    """``<registry>/<name>:<version>`` for a Bento tag (``name:version``)."""
+    name, version = bento_tag.split(":", 1)
+    return f"{registry.rstrip('/')}/{name}:{version}"
+
+
+def container_commands(bento_tag: str, registry: str) -> list[list[str]]:
+    """Build the image with BentoML and Docker, then push it (needs a Docker engine)."""
+    image = image_name(bento_tag, registry)
+    return [
+        [sys.executable, "-m", "bentoml", "containerize", bento_tag, "--image-tag", image],
+        ["docker", "push", image],
+    ]
+
+
+def _container(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="traffic-forecast container", description=(
+        "bentoml containerize a Bento and push the image to $REGISTRY: the step that runs on "
+        "GitHub's runners (Docker), not on the machines without a Docker engine."
+    ))  # fmt: skip
+    parser.add_argument("bento", help="a Bento tag, or an exported .bento file")
+    args = parser.parse_args(argv)
+    registry = os.environ.get("REGISTRY")
+    if not registry:
+        raise PipelineInputError("REGISTRY is not set (e.g. ghcr.io/<owner>)")
+    tag = args.bento
+    if tag.endswith(".bento") and Path(tag).is_file():
+        tag = str(bentoml.import_bento(str(Path(tag).resolve())).tag)
+    for command in container_commands(tag, registry):
+        subprocess.run(command, check=True)
+    print(image_name(tag, registry))
+    return 0
+
+
+def container_main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast container <bento>``."""
+    return run_stage(_container, argv)
 
 
 def _main(argv: list[str]) -> int:
