@@ -140,6 +140,22 @@ container: install ## Container image of BENTO (bentoml containerize + docker pu
 registry-login: ## docker login to $REGISTRY with $REGISTRY_USER and $REGISTRY_PASSWORD (stdin)
 	@printf '%s' "$$REGISTRY_PASSWORD" | docker login "$${REGISTRY%%/*}" -u "$$REGISTRY_USER" --password-stdin
 
+.PHONY: actuals
+actuals: install ## Put new actuals in monitor.actuals_dir (example data: the drifted quarter)
+	$(TF) actuals
+
+.PHONY: monitor
+monitor: install ## Drift and decay of the served model: reports/monitoring.md; exit 1 on a breach
+	$(TF) monitor
+
+.PHONY: retrain-pr
+retrain-pr: install ## If the monitor asks for it: ingest, retrain, open a PR (cml pr create)
+	$(TF) retrain --propose
+
+.PHONY: drift-demo
+drift-demo: repro ## The loop locally: drifted data → monitor flags it → retrain → PR report
+	$(TF) drift-demo
+
 .PHONY: k8s
 k8s: install ## Write the Argo Rollouts blue/green manifests (deploy/kubernetes/) from conf/deploy
 	$(TF) k8s --out deploy/kubernetes/traffic-forecast.yaml

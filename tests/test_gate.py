@@ -113,3 +113,13 @@ def test_a_stale_dvc_lock_fails_the_gate_naming_the_stages() -> None:
     assert ("dvc.lock is current", True) in current.checks
     unchecked = GateConfig(require_current_lock=False)
     assert apply_gate(_metrics(0.5, 1000.0), BASE, unchecked, [], lock=lock).passed is True
+
+
+def test_a_new_data_version_is_not_compared_with_the_base_metrics() -> None:
+    worse_looking = _metrics(0.9, 5000.0)  # on harder, newer data: not a regression as such
+    verdict = apply_gate(worse_looking, BASE, GATE, labels=[], same_data=False)
+    assert verdict.passed is True
+    assert any("not compared" in text for text, _ in verdict.checks)
+    assert not any("vs base" in text for text, _ in verdict.checks)
+    beaten = apply_gate(_metrics(1.5, 1000.0, baseline_mase=1.4), BASE, GATE, [], same_data=False)
+    assert beaten.passed is False  # seasonal naive on the same folds still has to be beaten

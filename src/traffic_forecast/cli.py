@@ -36,6 +36,10 @@ COMMANDS = {
     "undeploy": ("traffic_forecast.deploy.cli:undeploy_main", "stop the router and both colours"),
     "gate-check": ("traffic_forecast.deploy.cli:gate_check_main", "the deploy gates on given URLs"),
     "k8s": ("traffic_forecast.deploy.kubernetes", "Argo Rollouts blue/green manifests"),
+    "monitor": ("traffic_forecast.monitor.watch", "drift and decay of the served model"),
+    "actuals": ("traffic_forecast.monitor.demo:actuals_main", "fill monitor.actuals_dir"),
+    "retrain": ("traffic_forecast.monitor.retrain", "ingest, retrain and propose it as a PR"),
+    "drift-demo": ("traffic_forecast.monitor.demo:drift_demo_main", "the monitoring loop, locally"),
 }
 
 

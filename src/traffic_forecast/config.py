@@ -190,6 +190,8 @@ class ServingConfig:
     what_if_budget_ms: int = 1000  # a what-if taking longer is answered by the fallback
     max_events: int = 20  # planned sale events in one what-if request
     max_body_bytes: int = 65536  # larger request bodies get 413
+    prediction_log_max_bytes: int = 100 * 2**20  # rotate the prediction log at this size
+    prediction_log_backups: int = 5
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_horizon <= WEEK_HOURS:
@@ -268,6 +270,27 @@ class DeployConfig:
 
 
 @dataclass
+class MonitorConfig:
+    """Drift and decay thresholds, and where new actuals and the prediction logs are."""
+
+    actuals_dir: str = "data/incoming"  # new raw tables (the files of data/raw), as they arrive
+    prediction_logs: str = ""  # glob of the served forecasts; empty: the deployed colours' logs
+    reference_weeks: int = 4  # the end of the training data compared with the recent actuals
+    recent_weeks: int = 4  # the newest actuals compared (at most)
+    level_shift_pct: float = 15.0
+    profile_shift: float = 0.10  # mean |difference| of the normalised hour-of-week profiles
+    capacity_shift_pct: float = 5.0
+    error_increase_pct: float = 50.0  # realised MAE vs the backtest's
+    coverage_drop_pp: float = 15.0  # interval coverage below nominal by more than this
+    min_hours: int = 24  # fewer forecast hours with actuals: the quality checks wait
+    retrain_every_days: int = 28  # propose a retrain once actuals reach this far past training
+
+    def __post_init__(self) -> None:
+        if min(self.reference_weeks, self.recent_weeks, self.min_hours) < 1:
+            raise ConfigError("monitor.reference_weeks, recent_weeks, min_hours must be >= 1")
+
+
+@dataclass
 class Config:
     """The whole composed configuration (``conf/config.yaml`` and its groups)."""
 
@@ -283,6 +306,7 @@ class Config:
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
 def to_typed(raw: DictConfig | dict[str, Any], *, origin: str) -> Config:

@@ -59,6 +59,30 @@ def importance(table: pd.DataFrame, path: Path) -> None:
     _save(figure, path)
 
 
+def monitoring(
+    forecast: pd.DataFrame, actuals: pd.Series, profiles: pd.DataFrame, path: Path
+) -> None:
+    """Served forecast vs the actuals that came, and the weekly profile, reference vs recent."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4))
+    common = forecast.index.intersection(actuals.index)
+    if len(common):
+        shown = forecast.loc[common]
+        left.fill_between(common, shown["lower"], shown["upper"], alpha=0.2, label="interval")
+        left.plot(common, actuals[common], color="black", lw=1.4, label="actual")
+        left.plot(common, shown["value"], lw=1.2, label="served forecast")
+        left.legend(fontsize=7)
+    else:
+        left.text(0.5, 0.5, "no actual hour in the forecast yet", ha="center", va="center")
+    left.set_title("forecast vs actual", fontsize=9)
+    left.tick_params(axis="x", labelrotation=45, labelsize=7)
+    for column in profiles.columns:
+        right.plot(profiles.index, profiles[column], lw=1.2, label=column)
+    right.set_xlabel("hour of week (Monday 0:00 = 0)")
+    right.set_title("weekly profile (level removed)", fontsize=9)
+    right.legend(fontsize=7)
+    _save(figure, path)
+
+
 def message(text: str, path: Path) -> None:
     """A small image that says why there is no plot (DVC expects the file either way)."""
     figure, axis = plt.subplots(figsize=(6, 1.2))

@@ -30,7 +30,7 @@ from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 
 from traffic_forecast.config import ServingConfig
-from traffic_forecast.serving import artifacts
+from traffic_forecast.serving import artifacts, predictions
 from traffic_forecast.serving.contract import (
     CapacityHour,
     CapacityRequest,
@@ -138,6 +138,7 @@ class DefaultAnswer:
     """The default scenario's answer for every horizon: a request takes the first hours."""
 
     header: dict[str, Any]
+    forecast: Forecast  # all hours the model forecasts
     rows: list[ForecastHour]
     cumulative: FloatArray  # running sum of the point forecast: any horizon's mean in O(1)
 
@@ -180,6 +181,22 @@ class TrafficForecast:
             log.exception("%s: %s", self.version, self.not_ready_reason)
         else:
             self._default(self.serving.default_coverage)  # the common answer, ready at start
+        log_path = os.environ.get(predictions.ENV)
+        self.predictions = (
+            None
+            if not log_path
+            else predictions.PredictionLog(
+                predictions.per_worker(Path(log_path), bentoml.server_context.worker_index),
+                self.serving.prediction_log_max_bytes,
+                self.serving.prediction_log_backups,
+                on_drop=telemetry().log_dropped.inc,
+            )
+        )
+        # Zero series from the start, so that an alert on their rate sees them before the first.
+        for endpoint in (FORECAST, CAPACITY):
+            telemetry().out_of_range.labels(endpoint)
+        for field_name in ("horizon", "coverage"):
+            telemetry().defaulted.labels(field_name)
         telemetry().model_info.labels(
             self.version, self.card.get("git_commit", ""), self.card.get("data_version", "")
         ).set(1)
@@ -222,12 +239,13 @@ class TrafficForecast:
     ) -> ForecastResponse:
         """Hourly forecasts with prediction intervals, from the hour after the last observed."""
         hours, level = self._checked("ForecastRequest", horizon, coverage)
+        request = {"horizon": horizon, "coverage": coverage, "events": events or []}
         if not events:  # the fast path: sliced from memory
             default = self._default(level)
-            telemetry().served(FORECAST, hours, False, default.mean_level(hours))
+            self._served(FORECAST, request, default.forecast, hours, default.mean_level(hours))
             return ForecastResponse.model_construct(**default.header, forecast=default.rows[:hours])
         answer = await self._what_if(self._planned("ForecastRequest", events, hours), hours, level)
-        telemetry().served(FORECAST, hours, True, float(np.mean(answer.value)))
+        self._served(FORECAST, request, answer, hours, float(np.mean(answer.value)))
         return ForecastResponse.model_construct(
             **self._header(answer, what_if=True), forecast=self._hours(answer)
         )
@@ -253,7 +271,9 @@ class TrafficForecast:
         target = target_utilisation or engine.artifacts.target_utilisation
         instances = capacity.instances_needed(answer.upper, target)
         peak = int(np.argmax(instances))
-        telemetry().served(CAPACITY, len(answer), bool(events), float(np.mean(answer.value)))
+        request = {"horizon": horizon, "coverage": coverage, "events": events or [],
+                   "target_utilisation": target_utilisation}  # fmt: skip
+        self._served(CAPACITY, request, answer, hours, float(np.mean(answer.value)))
         return CapacityResponse(
             **self._header(answer, what_if=bool(events)),
             target_utilisation=target,
@@ -288,6 +308,43 @@ class TrafficForecast:
         assert self.engine is not None  # the guard answers 503 before a request gets here
         return self.engine
 
+    def _served(
+        self, endpoint: str, request: dict[str, Any], answer: Forecast, hours: int, mean: float
+    ) -> None:
+        """Count the answer's inputs and outputs, and log it (off the request path)."""
+        series = telemetry()
+        what_if = bool(request["events"])
+        series.served(endpoint, hours, what_if, mean)
+        for name in ("horizon", "coverage"):
+            if request[name] is None:
+                series.defaulted.labels(name).inc()
+        values = answer.value[:hours]
+        low, high = self._engine().artifacts.level_range
+        if values.min() < low / 2 or values.max() > 2 * high:
+            series.out_of_range.labels(endpoint).inc()
+        if self.predictions is not None:
+            events = [event.model_dump(mode="json") for event in request["events"]]
+            self.predictions.record(
+                {
+                    "model_version": self.version,
+                    "endpoint": endpoint,
+                    "request": {**request, "events": events},
+                    "origin": self._engine().origin.isoformat(),
+                    "what_if": what_if,
+                    "fallback": answer.fallback,
+                    "fallback_reason": answer.reason,
+                    "coverage": answer.coverage,
+                    "value": values,
+                    "lower": answer.lower[:hours],
+                    "upper": answer.upper[:hours],
+                }
+            )
+
+    @bentoml.on_shutdown
+    def _close_prediction_log(self) -> None:
+        if self.predictions is not None:
+            self.predictions.close()
+
     def _checked(
         self, title: str, horizon: int | None, coverage: float | None
     ) -> tuple[int, float]:
@@ -304,7 +361,7 @@ class TrafficForecast:
             forecast = self._engine().default(self._engine().max_horizon, coverage)
             header = self._header(forecast, what_if=False)
             answer = self._defaults[coverage] = DefaultAnswer(
-                header, self._hours(forecast), np.cumsum(forecast.value)
+                header, forecast, self._hours(forecast), np.cumsum(forecast.value)
             )
         return answer
 

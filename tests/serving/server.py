@@ -26,9 +26,10 @@ def free_port() -> int:
         return port
 
 
-def serve_env(model_tag: str) -> dict[str, str]:
+def serve_env(model_tag: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     return {
         **os.environ,
+        **(extra or {}),
         "TRAFFIC_FORECAST_MODEL": model_tag,
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONPATH": str(REPO_ROOT / "src"),
@@ -38,7 +39,9 @@ def serve_env(model_tag: str) -> dict[str, str]:
 class Server:
     """A ``bentoml serve`` process on a free loopback port."""
 
-    def __init__(self, target: str, model_tag: str, log: Path) -> None:
+    def __init__(
+        self, target: str, model_tag: str, log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -47,7 +50,7 @@ class Server:
             [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1",
              "--port", str(self.port)],
             cwd=REPO_ROOT,
-            env=serve_env(model_tag),
+            env=serve_env(model_tag, env),
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -80,8 +83,10 @@ class Server:
 
 
 @contextmanager
-def running(target: str, model_tag: str, log: Path) -> Iterator[Server]:
-    server = Server(target, model_tag, log)
+def running(
+    target: str, model_tag: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    server = Server(target, model_tag, log, env)
     try:
         yield server
     finally:

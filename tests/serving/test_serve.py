@@ -23,7 +23,7 @@ import pytest
 
 from tests.packaged import Packaged
 from tests.serving.server import Server, running
-from traffic_forecast.serving import artifacts
+from traffic_forecast.serving import artifacts, predictions
 from traffic_forecast.serving.contract import EXAMPLE_INPUT
 from traffic_forecast.serving.guard import VERSION_HEADER
 
@@ -36,9 +36,17 @@ SERVICE = "traffic_forecast.service:TrafficForecast"
 
 
 @pytest.fixture(scope="module")
-def server(packaged: Packaged, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def prediction_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("predictions") / "predictions-test.jsonl"
+
+
+@pytest.fixture(scope="module")
+def server(
+    packaged: Packaged, prediction_log: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("serve") / "bentoml.log"
-    with running(SERVICE, packaged.tag, log) as started:
+    env = {predictions.ENV: str(prediction_log)}
+    with running(SERVICE, packaged.tag, log, env) as started:
         started.wait("/readyz", 200)
         yield started
 
@@ -95,6 +103,31 @@ def test_metrics_show_requests_inputs_outputs_and_the_model(
     assert _metric(text, "traffic_forecast_level_count", endpoint="/forecast") >= 4
     assert _metric(text, "traffic_forecast_model_info", model_version=packaged.tag) == 1
     assert _metric(text, "bentoml_service_request_total", endpoint="/forecast") >= 5
+    assert _metric(text, "traffic_forecast_defaulted_inputs_total", field="coverage") >= 4
+    assert _metric(text, "traffic_forecast_level_out_of_range_total", endpoint="/forecast") == 0
+    assert _metric(text, "traffic_forecast_prediction_log_dropped_total") == 0
+
+
+def test_every_answer_is_in_the_prediction_log(
+    server: Server, packaged: Packaged, prediction_log: Path
+) -> None:
+    body = {"horizon": 6, "coverage": 0.8}
+    answer = httpx.post(server.url + "/forecast", json=body).json()
+    deadline = time.monotonic() + 10  # written off the request path, a moment later
+    while time.monotonic() < deadline:
+        files = sorted(prediction_log.parent.glob("predictions-test*.jsonl*"))
+        entries = predictions.read(files)
+        if any(e["request"] == body | {"events": []} for e in entries):
+            break
+        time.sleep(0.1)
+    logged = [e for e in entries if e["request"] == body | {"events": []}]
+    assert len(logged) == 1, entries[-3:]
+    entry = logged[0]
+    assert entry["model_version"] == packaged.tag
+    assert (entry["endpoint"], entry["what_if"], entry["fallback"]) == ("/forecast", False, False)
+    assert entry["origin"] == answer["origin"]
+    assert entry["value"] == pytest.approx([h["value"] for h in answer["forecast"]], abs=1e-3)
+    assert entry["upper"] == pytest.approx([h["upper"] for h in answer["forecast"]], abs=1e-3)
 
 
 def test_schemathesis_finds_no_failing_check_against_the_live_spec(

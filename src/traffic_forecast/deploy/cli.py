@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -24,18 +23,15 @@ from bentoml.exceptions import BentoMLException
 from traffic_forecast.cli import run_stage
 from traffic_forecast.config import Config, DeployConfig, load_config
 from traffic_forecast.deploy import checks, rollout
-from traffic_forecast.deploy.state import DeployError
+from traffic_forecast.deploy.state import DeployError, state_dir_of
 
 log = logging.getLogger(__name__)
-
-STATE_DIR_ENV = "TRAFFIC_FORECAST_DEPLOY_DIR"
 
 
 def _config(overrides: list[str]) -> Config:
     cfg = load_config(overrides)
-    if state_dir := os.environ.get(STATE_DIR_ENV):
-        cfg = dataclasses.replace(cfg, deploy=dataclasses.replace(cfg.deploy, state_dir=state_dir))
-    return cfg
+    state_dir = str(state_dir_of(cfg.deploy.state_dir))
+    return dataclasses.replace(cfg, deploy=dataclasses.replace(cfg.deploy, state_dir=state_dir))
 
 
 def _bento_tag(name: str, cfg: Config) -> str:

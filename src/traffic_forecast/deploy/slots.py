@@ -16,6 +16,7 @@ import httpx
 
 from traffic_forecast.config import DeployConfig
 from traffic_forecast.deploy.state import DeployError, Slot
+from traffic_forecast.serving import predictions
 from traffic_forecast.serving.bento import model_of
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ def log_path(state_dir: Path, colour: str) -> Path:
     return state_dir / "logs" / f"{colour}.log"
 
 
+def prediction_log_path(state_dir: Path, colour: str) -> Path:
+    """Where a colour's service logs the forecasts it serves (one file per worker beside it)."""
+    return state_dir / "logs" / f"predictions-{colour}.jsonl"
+
+
 def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> Slot:
     """Start ``bentoml serve <bento>`` for ``colour``, detached from this process."""
     port = port_of(colour, cfg)
@@ -74,7 +80,13 @@ def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> Slot:
     model = model_of(bento)  # also fails early on a Bento that is not in the store
     path = log_path(state_dir, colour)
     path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "TRAFFIC_FORECAST_MODEL": model}
+    env = {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "True",
+        "TRAFFIC_FORECAST_MODEL": model,
+        # The monitor's default glob (monitor.prediction_logs) reads these.
+        predictions.ENV: str(prediction_log_path(state_dir, colour)),
+    }
     with path.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.host,

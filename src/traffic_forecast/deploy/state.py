@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ COLOURS = ("blue", "green")
 STATE_FILE = "state.json"
 LOCK_FILE = "deploy.lock"
 HISTORY_KEPT = 50
+STATE_DIR_ENV = "TRAFFIC_FORECAST_DEPLOY_DIR"  # a deploy host keeps its state outside checkouts
 
 
 class DeployError(TrafficForecastError):
@@ -65,6 +67,11 @@ class State:
             if event.get("bento") != before and event.get("bento"):
                 return str(event["bento"])
         return None
+
+
+def state_dir_of(configured: str) -> Path:
+    """The state directory: ``$TRAFFIC_FORECAST_DEPLOY_DIR``, else ``deploy.state_dir``."""
+    return Path(os.environ.get(STATE_DIR_ENV) or configured)
 
 
 def load(state_dir: Path) -> State:

@@ -207,9 +207,11 @@ def gather(base: str, labels: list[str]) -> ReportInputs:
     validation = json.loads(validation_text)
     base_validation = _json(git_show(base, VALIDATION_FILE))
     verdict = None
+    base_version = _base_data_version(base)
     if validation.get("passed") and pr_metrics is not None:
         lock = _json(_file(reports / LOCK_FILE))
-        verdict = apply_gate(pr_metrics, base_m, cfg.gate, labels, lock)
+        same = base_version in {None, data_version()}
+        verdict = apply_gate(pr_metrics, base_m, cfg.gate, labels, lock, same_data=same)
     forecast_pr = _read_csv(_file(reports / "plots" / "forecast.csv"))
     forecast_base = _read_csv(git_show(base, FORECAST_FILE))
     impact, reason = capacity_impact(cfg.capacity, validated, forecast_pr, forecast_base)
@@ -221,7 +223,7 @@ def gather(base: str, labels: list[str]) -> ReportInputs:
         validation=validation,
         validation_md=_file(reports / "validation.md") or "",
         data_version_pr=data_version(),
-        data_version_base=_base_data_version(base),
+        data_version_base=base_version,
         base_validation=base_validation,
         params_changed=params_changed(base),
         pr_metrics=pr_metrics,

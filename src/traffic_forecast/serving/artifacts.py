@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from traffic_forecast.capacity import Capacity, learn_capacity
 from traffic_forecast.config import Config, ServingConfig
 from traffic_forecast.errors import PipelineInputError
 from traffic_forecast.pipeline.evaluate import INTERVALS_FILE, METRICS_FILE
-from traffic_forecast.pipeline.features import FUTURE_FILE
+from traffic_forecast.pipeline.features import FUTURE_FILE, HISTORY_FILE
 from traffic_forecast.pipeline.train import (
     BASELINE_FILE,
     FORECASTER_FILE,
@@ -28,6 +29,7 @@ from traffic_forecast.pipeline.train import (
     load_forecaster,
 )
 from traffic_forecast.pipeline.validate import TABLE_FILES
+from traffic_forecast.schemas import TrafficRaw
 
 SALE_EVENTS_FILE = TABLE_FILES["sale_events"]
 SERVING_FILE = "serving.json"
@@ -48,6 +50,7 @@ class ModelArtifacts:
     sale_kinds: list[str]
     capacity: Capacity | None  # None where the data had no infrastructure table
     target_utilisation: float
+    level_range: tuple[float, float]  # 1st and 99th percentile of the hourly training target
 
 
 def _source_files(cfg: Config) -> dict[str, Path]:
@@ -86,7 +89,12 @@ def gather(cfg: Config, into: Path) -> None:
             raise PipelineInputError(f"{source} not found: run the pipeline first (`dvc repro`)")
         shutil.copyfile(source, into / name)
     capacity = learnt_capacity(cfg)
+    history = pd.read_parquet(
+        Path(cfg.paths.features_dir) / HISTORY_FILE, columns=[TrafficRaw.target]
+    )
+    low, high = np.percentile(history[TrafficRaw.target].to_numpy(dtype=float), [1, 99])
     settings = {
+        "level_range": [float(low), float(high)],
         "serving": asdict(cfg.serving),
         "sale_kinds": list(cfg.data.sale_kinds),
         "target_utilisation": cfg.capacity.target_utilisation,
@@ -117,4 +125,5 @@ def load(folder: Path) -> ModelArtifacts:
         sale_kinds=list(settings["sale_kinds"]),
         capacity=None if capacity is None else Capacity(**capacity),
         target_utilisation=float(settings["target_utilisation"]),
+        level_range=(float(settings["level_range"][0]), float(settings["level_range"][1])),
     )

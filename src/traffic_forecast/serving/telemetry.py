@@ -27,6 +27,9 @@ class Telemetry:
     fallbacks: Counter
     level: Histogram
     model_info: Gauge
+    defaulted: Counter
+    out_of_range: Counter
+    log_dropped: Counter
 
     def served(self, endpoint: str, horizon: int, what_if: bool, mean_level: float) -> None:
         """Record one answered forecast request."""
@@ -66,6 +69,20 @@ def telemetry() -> Telemetry:
             "Mean forecast of each answer (sessions per hour): a sudden shift means trouble",
             ["endpoint"],
             buckets=LEVEL_BUCKETS,
+        ),
+        defaulted=Counter(
+            "traffic_forecast_defaulted_inputs",
+            "Requests that left a field out (its default was used), by field",
+            ["field"],
+        ),
+        out_of_range=Counter(
+            "traffic_forecast_level_out_of_range",
+            "Answers with an hour below half the training's 1st percentile or above twice its 99th",
+            ["endpoint"],
+        ),
+        log_dropped=Counter(
+            "traffic_forecast_prediction_log_dropped",
+            "Served forecasts the prediction log dropped (its queue was full)",
         ),
         model_info=Gauge(
             "traffic_forecast_model_info",
