@@ -92,8 +92,8 @@ comment: ## Post reports/report.md on the PR with CML: one comment, updated on e
 		reports/report.md
 
 .PHONY: job-summary
-job-summary: ## Append reports/report.md to the GitHub Actions job summary
-	cat reports/report.md >> "$$GITHUB_STEP_SUMMARY"
+job-summary: ## Append REPORT (default reports/report.md) to the GitHub Actions job summary
+	cat $(or $(REPORT),reports/report.md) >> "$$GITHUB_STEP_SUMMARY"
 
 PORT ?= 3000
 
@@ -149,8 +149,8 @@ monitor: install ## Drift and decay of the served model: reports/monitoring.md; 
 	$(TF) monitor
 
 .PHONY: retrain-pr
-retrain-pr: install ## If the monitor asks for it: ingest, retrain, open a PR (cml pr create)
-	$(TF) retrain --propose
+retrain-pr: install ## If the monitor asks for it (or RETRAIN_FORCE=true): retrain, open a PR
+	$(TF) retrain --propose $(if $(filter true,$(RETRAIN_FORCE)),--force)
 
 .PHONY: drift-demo
 drift-demo: repro ## The loop locally: drifted data → monitor flags it → retrain → PR report
