@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -74,3 +75,23 @@ def test_a_config_without_a_one_line_kind_list_is_refused(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PipelineInputError, match="no one-line `sale_kinds"):
         retrain.add_sale_kinds(base_config, ["live_stream"])
+
+
+def test_nothing_is_ingested_or_retrained_when_the_monitor_found_no_reason(
+    small_raw: Config, tmp_path: Path
+) -> None:
+    reports = Path(small_raw.paths.reports_dir)
+    reports.mkdir(parents=True)
+    (reports / "monitoring.json").write_text(
+        json.dumps({"retrain": False, "headline": "🟢 No drift, no decay"}), encoding="utf-8"
+    )
+    incoming = tmp_path / "incoming"
+    write_raw_tables(simulate(dataclasses.replace(SMALL_PERIOD, **NEXT_WEEKS)), incoming)  # type: ignore[arg-type]
+    before = Path(small_raw.data.traffic_file).read_bytes()
+    assert retrain.retrain(small_raw, incoming, propose=True, force=False) is None
+    assert Path(small_raw.data.traffic_file).read_bytes() == before
+
+
+def test_retrain_needs_the_monitors_verdict(small_raw: Config, tmp_path: Path) -> None:
+    with pytest.raises(PipelineInputError, match="run `traffic-forecast monitor` first"):
+        retrain.retrain(small_raw, tmp_path, propose=False, force=False)

@@ -103,6 +103,9 @@ def test_metrics_show_requests_inputs_outputs_and_the_model(
     assert _metric(text, "traffic_forecast_level_count", endpoint="/forecast") >= 4
     assert _metric(text, "traffic_forecast_model_info", model_version=packaged.tag) == 1
     assert _metric(text, "bentoml_service_request_total", endpoint="/forecast") >= 5
+    # The latency the README's alert table is set on.
+    duration = "bentoml_service_request_duration_seconds_count"
+    assert _metric(text, duration, endpoint="/forecast") >= 5
     assert _metric(text, "traffic_forecast_defaulted_inputs_total", field="coverage") >= 4
     assert _metric(text, "traffic_forecast_level_out_of_range_total", endpoint="/forecast") == 0
     assert _metric(text, "traffic_forecast_prediction_log_dropped_total") == 0
