@@ -34,9 +34,8 @@ def _project(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "PYTHONPATH": str(repo / "src"),
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
     }
-    return subprocess.run(
-        [sys.executable, "-m", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
-    )
+    command = [sys.executable, "-m", *args]
+    return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +76,8 @@ def test_the_retrain_is_proposed_with_the_new_data_version_and_model(
     proposal = _proposal(scheduled_run)
     branch = str(proposal["branch"])
     assert re.fullmatch(r"retrain/[0-9a-f]{12}", branch), branch
-    assert PROPOSED <= set(proposal["files"]), proposal["files"]  # type: ignore[call-overload]
+    files = {str(name) for name in proposal["files"]}  # type: ignore[attr-defined]
+    assert files >= PROPOSED, files
     body = str(proposal["body"])
     assert body.startswith("## Retrain proposed by the monitor")
     assert "live_stream" in body
