@@ -192,6 +192,7 @@ class ServingConfig:
     max_body_bytes: int = 65536  # larger request bodies get 413
     prediction_log_max_bytes: int = 100 * 2**20  # rotate the prediction log at this size
     prediction_log_backups: int = 5
+    fast_path: bool = True  # default-scenario answers sent from memory, past BentoML's handler
 
     def __post_init__(self) -> None:
         if not 1 <= self.default_horizon <= WEEK_HOURS:

@@ -65,8 +65,13 @@ class _State:
     def unavailable(self, path: str) -> str | None:
         return self.reason
 
+    fast: dict[bytes, bytes] = field(default_factory=dict)  # body → the answer sent from memory
+
     def count(self, endpoint: str, status: int) -> None:
         self.counted.append((endpoint, status))
+
+    def fast_answer(self, path: str, body: bytes) -> bytes | None:
+        return self.fast.get(body)
 
 
 @dataclass
@@ -146,3 +151,21 @@ def test_other_routes_pass_untouched_but_stamped_and_uncounted() -> None:
     assert (status, app.calls) == (200, 1)
     assert headers[VERSION_HEADER.encode()] == b"traffic-forecast:v1"
     assert state.counted == []
+
+
+def test_a_fast_answer_is_sent_from_memory_counted_and_stamped() -> None:
+    state = _State(fast={b'{"horizon": 2}': b'{"forecast": [1, 2]}'})
+    scope = _scope([*JSON, (b"content-length", b"14")])
+    status, headers, body, app = _call(scope, [b'{"horizon": 2}'], state)
+    assert (status, body, app.calls) == (200, b'{"forecast": [1, 2]}', 0)
+    assert headers[b"content-type"] == b"application/json"
+    assert headers[b"content-length"] == b"20"
+    assert headers[VERSION_HEADER.encode()] == b"traffic-forecast:v1"
+    assert state.counted == [("/forecast", 200)]
+
+
+def test_a_body_without_a_fast_answer_reaches_the_app_whole() -> None:
+    state = _State(fast={b'{"horizon": 2}': b"{}"})
+    scope = _scope([*JSON, (b"content-length", b"15")])
+    status, _, body, app = _call(scope, [b'{"horizon"', b": 24}"], state)  # two messages
+    assert (status, body, app.calls) == (200, b'{"horizon": 24}', 1)

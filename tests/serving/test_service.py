@@ -157,6 +157,65 @@ def test_the_app_answers_the_example_with_the_version_header(
     assert body["fallback"] is False
 
 
+FAST_BODIES = [
+    {},
+    {"horizon": 1},
+    {"horizon": 168},
+    {"horizon": 24, "coverage": 0.8},
+    {"horizon": 48, "events": []},
+    {"coverage": 0.5},
+]
+
+
+@pytest.mark.parametrize("request_body", FAST_BODIES, ids=json.dumps)
+def test_the_fast_path_answers_what_the_api_answers(
+    client: TestClient, request_body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = bentoml.get_current_service()
+    calls: list[bytes | None] = []
+    fast_answer = running.fast_answer
+
+    def spied(path: str, body: bytes) -> bytes | None:
+        calls.append(answer := fast_answer(path, body))
+        return answer
+
+    monkeypatch.setattr(running, "fast_answer", spied)
+    fast = client.post("/forecast", json=request_body)
+    assert len(calls) == 1
+    assert calls[-1] is not None  # answered from memory
+    monkeypatch.setattr(running, "serving", dataclasses.replace(running.serving, fast_path=False))
+    api = client.post("/forecast", json=request_body)
+    assert calls[-1] is None  # answered by the API
+    assert (fast.status_code, api.status_code) == (200, 200)
+    assert fast.content == api.content
+    assert fast.headers["content-type"] == api.headers["content-type"]
+    assert fast.headers[VERSION_HEADER] == api.headers[VERSION_HEADER]
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [{"horizon": 0}, {"horizon": "24"}, {"coverage": 1.0}, {"horizon": 24, "extra": 1}],
+    ids=json.dumps,
+)
+def test_the_fast_path_leaves_invalid_requests_to_the_api(
+    client: TestClient, request_body: dict[str, Any]
+) -> None:
+    running = bentoml.get_current_service()
+    assert running.fast_answer("/forecast", json.dumps(request_body).encode()) is None
+    response = client.post("/forecast", json=request_body)
+    assert response.status_code == 400
+    assert response.json()["detail"]
+
+
+def test_the_fast_path_keeps_answers_for_a_bounded_number_of_coverages(
+    client: TestClient,
+) -> None:
+    running = bentoml.get_current_service()
+    for i in range(1, 40):
+        assert client.post("/forecast", json={"coverage": i / 40}).status_code == 200
+    assert len(running._defaults) == service_module.DEFAULTS_KEPT
+
+
 def _bad_requests(svc: TrafficForecast) -> dict[str, tuple[dict[str, Any], int]]:
     json_headers = {"content-type": "application/json"}
     sale = _sale_at(svc, 10)
