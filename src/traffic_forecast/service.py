@@ -255,8 +255,9 @@ class TrafficForecast:
         if request.events or hours > self._engine().max_horizon:
             return None
         default = self._default(request.coverage or self.serving.default_coverage)
-        fields = {"horizon": request.horizon, "coverage": request.coverage, "events": []}
-        self._served(FORECAST, fields, default.forecast, hours, default.mean_level(hours))
+        logged: dict[str, Any] = {"horizon": request.horizon, "coverage": request.coverage}
+        logged["events"] = []  # as `forecast` logs a request without planned sales
+        self._served(FORECAST, logged, default.forecast, hours, default.mean_level(hours))
         return default.body(hours)
 
     def __is_ready__(self) -> bool:
