@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -105,8 +104,6 @@ def cfg(base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     config = dataclasses.replace(base_config, deploy=deploy)
     yield config
     rollout.stop_all(config)
-    # Retirements scheduled by the deploys above sleep out their window: end them now.
-    subprocess.run(["pkill", "-f", f"--state-dir {deploy.state_dir}"], check=False)
 
 
 def _router(cfg: Config) -> str:
@@ -306,3 +303,17 @@ def test_a_rollback_after_the_window_redeploys_the_previous_bento(
     assert (back.action, back.colour, back.bento) == ("rollback", "blue", bentos.v1)
     assert "ready" in back.seconds  # through the same steps: started, ready, checked, switched
     assert _served_version(blue_live) == bentos.model(bentos.v1)
+
+
+def test_undeploy_also_ends_the_retirement_waiting_for_its_window(
+    blue_live: Config, bentos: Bentos
+) -> None:
+    state_dir = Path(blue_live.deploy.state_dir)
+    live = load(state_dir).live
+    rollout.deploy(bentos.v2 if live == "blue" else bentos.v1, blue_live)
+    pid_file = state_dir / f"retire-{live}.pid"
+    retiring = int(pid_file.read_text(encoding="utf-8"))
+    assert slots.alive(retiring)  # asleep for the 900 s window
+    rollout.stop_all(blue_live)
+    assert not slots.alive(retiring)
+    assert not pid_file.exists()

@@ -9,6 +9,8 @@ router if a step had touched it, and raises `DeployError`: the live colour never
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -214,8 +216,28 @@ def rollback(cfg: Config) -> Outcome:
         return _deploy(bento, cfg, state, state_dir, action="rollback")
 
 
+def _retire_pid_file(state_dir: Path, colour: str) -> Path:
+    return state_dir / f"retire-{colour}.pid"
+
+
+def _cancel_retire(state_dir: Path, colour: str) -> None:
+    """Stop a pending ``retire`` of ``colour``, if one waits (its pid file says which)."""
+    path = _retire_pid_file(state_dir, colour)
+    if not path.is_file():
+        return
+    pid = int(path.read_text(encoding="utf-8"))
+    path.unlink()
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    # Only that process: a pid the kernel has given to another process since is left alone.
+    if slots.alive(pid) and cmdline.is_file() and b"\0retire\0" in cmdline.read_bytes():
+        os.kill(pid, signal.SIGTERM)
+        if pid in slots.CHILDREN:
+            slots.CHILDREN.pop(pid).wait(timeout=10)
+
+
 def _schedule_retire(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> None:
     """Stop ``colour`` after the rollback window, in a process of its own (this one exits)."""
+    _cancel_retire(state_dir, colour)  # one pending retire per colour: the newest
     with (state_dir / "logs" / "retire.log").open("ab") as log_file:
         retiring = subprocess.Popen(
             [sys.executable, "-m", "traffic_forecast.deploy.cli", "retire", colour, bento,
@@ -226,6 +248,7 @@ def _schedule_retire(colour: str, bento: str, cfg: DeployConfig, state_dir: Path
             start_new_session=True,
         )  # fmt: skip
     slots.CHILDREN[retiring.pid] = retiring
+    _retire_pid_file(state_dir, colour).write_text(str(retiring.pid), encoding="utf-8")
 
 
 def retire(colour: str, bento: str, state_dir: Path, cfg: DeployConfig) -> bool:
@@ -289,6 +312,8 @@ def stop_all(cfg: Config) -> None:
     with locked(state_dir):
         state = load(state_dir)
         Router(dcfg, state_dir).stop()
+        for colour in COLOURS:
+            _cancel_retire(state_dir, colour)  # nothing left for it to stop
         for slot in state.slots.values():
             slots.stop(slot, dcfg)
         state.record(action="stop", ok=True, colour=state.live)
