@@ -27,7 +27,7 @@ from traffic_forecast.deploy import cli as deploy_cli
 from traffic_forecast.deploy import rollout, slots
 from traffic_forecast.deploy.router import Route, Router
 from traffic_forecast.deploy.state import DeployError, load
-from traffic_forecast.serving import artifacts, bento
+from traffic_forecast.serving import artifacts, bento, predictions
 from traffic_forecast.serving.guard import VERSION_HEADER
 
 pytestmark = pytest.mark.slow
@@ -238,6 +238,12 @@ def test_a_deploy_then_a_rollback_drop_no_request(blue_live: Config, bentos: Ben
     assert set(during_rollback.versions_sent_after(rolled)) == {v1}
     assert load(Path(blue_live.deploy.state_dir)).live == "blue"
     print(f"rollback: {back.summary()}\n  load: {during_rollback.summary()}")
+    # Both colours logged what they served where the monitor looks (one file per worker).
+    logs = slots.prediction_log_path(Path(blue_live.deploy.state_dir), "blue").parent
+    for colour, model in (("green", v2), ("blue", v1)):
+        files = predictions.log_files(str(logs / f"predictions-{colour}*.jsonl*"))
+        assert files, sorted(p.name for p in logs.iterdir())
+        assert {e["model_version"] for e in predictions.read(files)} == {model}
 
 
 def test_the_load_check_fails_when_the_old_colour_dies_right_after_the_switch(

@@ -68,8 +68,11 @@ def log_path(state_dir: Path, colour: str) -> Path:
 
 
 def prediction_log_path(state_dir: Path, colour: str) -> Path:
-    """Where a colour's service logs the forecasts it serves (one file per worker beside it)."""
-    return state_dir / "logs" / f"predictions-{colour}.jsonl"
+    """Where a colour's service logs the forecasts it serves (one file per worker beside it).
+
+    Absolute: ``bentoml serve`` of a Bento runs in the Bento's own directory.
+    """
+    return (state_dir / "logs" / f"predictions-{colour}.jsonl").absolute()
 
 
 def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> Slot:

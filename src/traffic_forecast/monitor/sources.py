@@ -61,7 +61,10 @@ def read_new(cfg: Config, folder: Path, training_end: pd.Timestamp) -> NewData:
     data = cfg.data
     files = {key: str(folder / Path(path).name) for key, path in raw_files(data).items()}
     if not Path(files["traffic"]).is_file():
-        raise PipelineInputError(f"no new actuals: {files['traffic']} not found")
+        raise PipelineInputError(
+            f"no new actuals: {files['traffic']} not found (the example's: `make actuals`; "
+            "your own: the export job writes the raw tables there)"
+        )
     kinds = list(data.sale_kinds)
     if "sale_events" in files and Path(files["sale_events"]).is_file():
         seen = pd.read_csv(files["sale_events"], usecols=[SaleEventsRaw.kind])[SaleEventsRaw.kind]

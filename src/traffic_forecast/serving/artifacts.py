@@ -113,6 +113,8 @@ def load(folder: Path) -> ModelArtifacts:
     settings = _json(folder / SERVING_FILE)
     events = folder / SALE_EVENTS_FILE
     capacity = settings["capacity"]
+    # Models packaged before the range was recorded have none to be out of.
+    low, high = settings.get("level_range", [0.0, float("inf")])
     return ModelArtifacts(
         forecaster=load_forecaster(folder / FORECASTER_FILE),
         baseline=load_forecaster(folder / BASELINE_FILE),
@@ -125,5 +127,5 @@ def load(folder: Path) -> ModelArtifacts:
         sale_kinds=list(settings["sale_kinds"]),
         capacity=None if capacity is None else Capacity(**capacity),
         target_utilisation=float(settings["target_utilisation"]),
-        level_range=(float(settings["level_range"][0]), float(settings["level_range"][1])),
+        level_range=(float(low), float(high)),
     )

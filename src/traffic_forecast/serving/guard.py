@@ -103,16 +103,7 @@ async def read_chunked(receive: Receive, max_body_bytes: int) -> tuple[bytes, Re
 
 def replay(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that gives the whole ``body`` once, then the server's own messages."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()  # blocks until the client disconnects, as a server's does
-
-    return replayed
+    return replay_first({"type": "http.request", "body": body, "more_body": False}, receive)
 
 
 async def send_json(send: Send, status: int, payload: dict[str, Any], version: str) -> None:
@@ -151,7 +142,7 @@ def replay_first(first: Message, receive: Receive) -> Receive:
         if not sent:
             sent = True
             return first
-        return await receive()
+        return await receive()  # blocks until the client disconnects, as a server's does
 
     return replayed
 
