@@ -58,6 +58,7 @@ def _proposal(run: ActRun) -> dict[str, object]:
 
 def test_drift_fails_the_monitor_step_and_the_retrain_still_runs(scheduled_run: ActRun) -> None:
     run = scheduled_run
+    print(f"\nact run: {run.seconds:.0f} s")
     assert run.returncode != 0, run.tail()  # the alert: a scheduled run that failed
     assert run.failed_steps() == [MONITOR_STEP], run.tail()
     assert run.steps["Retrain and open the pull request (cml pr create)"], run.tail()
