@@ -84,8 +84,8 @@ def check_headers(scope: Scope, max_body_bytes: int) -> Refusal | None:
 EMPTY = Refusal(400, "empty body: send a JSON object, e.g. {} for the defaults")
 
 
-async def read_chunked(receive: Receive, max_body_bytes: int) -> tuple[bytes, Refusal | None]:
-    """A body without Content-Length, read up to the limit (past it: a 413 refusal)."""
+async def read_body(receive: Receive, max_body_bytes: int) -> tuple[bytes, Refusal | None]:
+    """The body, read up to the limit (past it, a 413 refusal; chunked bodies have no length)."""
     chunks, size, more = [], 0, True
     while more:
         message = await receive()
@@ -103,7 +103,16 @@ async def read_chunked(receive: Receive, max_body_bytes: int) -> tuple[bytes, Re
 
 def replay(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that gives the whole ``body`` once, then the server's own messages."""
-    return replay_first({"type": "http.request", "body": body, "more_body": False}, receive)
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # blocks until the client disconnects, as a server's does
+
+    return replayed
 
 
 async def send_json(send: Send, status: int, payload: dict[str, Any], version: str) -> None:
@@ -120,31 +129,6 @@ async def send_body(send: Send, status: int, body: bytes, version: str) -> None:
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-async def read_body(receive: Receive, max_body_bytes: int) -> tuple[bytes, Refusal | None]:
-    """The whole body (its length checked already, or read up to the limit)."""
-    message = await receive()
-    if message["type"] == "http.request" and not message.get("more_body", False):
-        body = message.get("body", b"")  # the usual case: one message
-        if len(body) > max_body_bytes:
-            return b"", Refusal(413, f"body exceeds {max_body_bytes} bytes")
-        return body, None if body else EMPTY
-    return await read_chunked(replay_first(message, receive), max_body_bytes)
-
-
-def replay_first(first: Message, receive: Receive) -> Receive:
-    """A ``receive`` that gives ``first`` again, then the server's own messages."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return first
-        return await receive()  # blocks until the client disconnects, as a server's does
-
-    return replayed
 
 
 class HttpGuard:
