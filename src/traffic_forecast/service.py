@@ -249,14 +249,17 @@ class TrafficForecast:
             return None
         try:
             request = ForecastRequest.model_validate_json(body)
+            hours, level = self._checked("ForecastRequest", request.horizon, request.coverage)
         except ValidationError:
             return None  # the API refuses it, with the field named
-        hours = request.horizon or self.serving.default_horizon
-        if request.events or hours > self._engine().max_horizon:
+        if request.events:
             return None
-        default = self._default(request.coverage or self.serving.default_coverage)
-        logged: dict[str, Any] = {"horizon": request.horizon, "coverage": request.coverage}
-        logged["events"] = []  # as `forecast` logs a request without planned sales
+        default = self._default(level)
+        logged: dict[str, Any] = {
+            "horizon": request.horizon,
+            "coverage": request.coverage,
+            "events": [],
+        }
         self._served(FORECAST, logged, default.forecast, hours, default.mean_level(hours))
         return default.body(hours)
 

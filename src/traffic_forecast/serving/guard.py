@@ -7,8 +7,8 @@ counts requests by outcome. Pure ASGI, so it adds microseconds, not a framework,
 
 The fast path: a request for the default scenario (no planned sales) has an answer that only
 a new model changes. The service keeps its JSON and the guard sends it, past BentoML's
-routing, input and output handling, which cost five times the answer itself
-(``benchmarks/serve.py``). The service validates the body with the API's own request model
+routing, input and output handling, which cost about four times the service's own work per
+request (README, Benchmarks). The service validates the body with the API's own request model
 and accounts for the answer as the API would; anything else (a what-if, an invalid request)
 goes on to the API as before.
 """
