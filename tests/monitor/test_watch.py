@@ -142,3 +142,17 @@ def test_the_monitor_exits_1_on_a_breach_and_0_without(
     monkeypatch.setattr(watch, "load_config", lambda overrides: cfg)
     assert watch.main(["--actuals", str(actuals), "--model", packaged.tag]) == code
     assert json.loads((tmp_path / watch.REPORT_JSON).read_text(encoding="utf-8"))["retrain"]
+
+
+def test_by_default_the_monitor_reads_every_file_the_deployed_colours_log(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    deploy = dataclasses.replace(packaged.cfg.deploy, state_dir=str(tmp_path))
+    cfg = dataclasses.replace(packaged.cfg, deploy=deploy)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    names = ["predictions-blue.1.jsonl", "predictions-green.2.jsonl.1", "green.log"]
+    for name in names:
+        (logs / name).write_text("", encoding="utf-8")
+    found = predictions.log_files(watch._prediction_logs(cfg))
+    assert sorted(path.name for path in found) == names[:2]

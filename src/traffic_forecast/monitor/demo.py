@@ -23,7 +23,7 @@ from traffic_forecast.cli import run_stage
 from traffic_forecast.config import Config, load_config
 from traffic_forecast.errors import PipelineInputError
 from traffic_forecast.monitor import watch
-from traffic_forecast.monitor.retrain import RETRAIN_MD
+from traffic_forecast.monitor.retrain import RETRAIN_MD, run_checked
 from traffic_forecast.simulate import SimulationConfig, simulate, write_raw_tables
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,7 @@ def fill_actuals(cfg: Config, folder: Path) -> str:
 
 def _in(repo: Path, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(repo / "src")}  # the clone's code, for DVC's stages too
-    done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise PipelineInputError(
-            f"`{' '.join(args)}` in {repo}:\n{(done.stderr or done.stdout)[-3000:]}"
-        )
-    return done.stdout + done.stderr
+    return run_checked(*args, cwd=repo, env=env)
 
 
 def drift_demo(cfg: Config, work: Path = DEMO_DIR) -> str:

@@ -110,18 +110,26 @@ def weekly_profile(series: pd.Series) -> pd.Series:
     return profile.reindex(range(WEEK)) / series.mean()
 
 
-def level_check(reference: pd.Series, recent: pd.Series, cfg: MonitorConfig) -> Check:
-    """Mean level of the recent window against the reference window."""
-    change = (recent.mean() / reference.mean() - 1) * 100
-    limit = cfg.level_shift_pct
+def _shift_check(name: str, text: str, recent: float, reference: float, limit: float) -> Check:
+    """``recent`` against ``reference`` in percent, breached beyond ±``limit``.
+
+    ``text`` says what moved, with ``{change}`` where the change goes.
+    """
+    change = (recent / reference - 1) * 100
     return Check(
-        "level",
+        name,
         "data",
         float(change),
         limit,
         bool(abs(change) > limit),
-        f"traffic level {change:+.1f} % vs the end of training (limit ±{limit:g} %)",
+        text.format(change=f"{change:+.1f} %") + f" (limit ±{limit:g} %)",
     )
+
+
+def level_check(reference: pd.Series, recent: pd.Series, cfg: MonitorConfig) -> Check:
+    """Mean level of the recent window against the reference window."""
+    text = "traffic level {change} vs the end of training"
+    return _shift_check("level", text, recent.mean(), reference.mean(), cfg.level_shift_pct)
 
 
 def profile_check(reference: pd.Series, recent: pd.Series, cfg: MonitorConfig) -> Check:
@@ -151,16 +159,8 @@ def capacity_check(
     """Per-instance capacity learnt on the recent window against the one serving uses."""
     if reference is None or recent is None:
         return None
-    change = (recent / reference - 1) * 100
-    limit = cfg.capacity_shift_pct
-    return Check(
-        "capacity",
-        "data",
-        float(change),
-        limit,
-        bool(abs(change) > limit),
-        f"sessions per instance {change:+.1f} % vs training (limit ±{limit:g} %)",
-    )
+    text = "sessions per instance {change} vs training"
+    return _shift_check("capacity", text, recent, reference, cfg.capacity_shift_pct)
 
 
 def quality(forecast: pd.DataFrame, actuals: pd.Series) -> Quality:

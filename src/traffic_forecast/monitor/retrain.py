@@ -86,17 +86,19 @@ def add_sale_kinds(cfg: Config, kinds: list[str]) -> Path | None:
     return path
 
 
-def _run(*args: str) -> str:
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
+def run_checked(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """A command's stdout; its failure raised with the end of what it printed."""
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
+        where = f" in {cwd}" if cwd else ""
         raise PipelineInputError(
-            f"`{' '.join(args)}` failed:\n{(done.stderr or done.stdout)[-3000:]}"
+            f"`{' '.join(args)}` failed{where}:\n{(done.stderr or done.stdout)[-3000:]}"
         )
     return done.stdout
 
 
 def _dvc(*args: str) -> str:
-    return _run(sys.executable, "-m", "dvc", *args)
+    return run_checked(sys.executable, "-m", "dvc", *args)
 
 
 def new_period_error(reports: Path, since: pd.Timestamp) -> float | None:
@@ -169,7 +171,7 @@ def retrain(cfg: Config, incoming: Path, *, propose: bool, force: bool) -> str |
         return None
     added = ingest(cfg, incoming)
     kinds_file = add_sale_kinds(cfg, monitoring["new_sale_kinds"])
-    _run(sys.executable, "-m", "traffic_forecast.cli", "params")
+    run_checked(sys.executable, "-m", "traffic_forecast.cli", "params")
     _dvc("commit", "--force", "data.dvc")  # the new data version, into the cache
     log.info("retraining on %s: dvc exp run", data_version())
     _dvc("exp", "run")
@@ -179,12 +181,12 @@ def retrain(cfg: Config, incoming: Path, *, propose: bool, force: bool) -> str |
     branch = f"retrain/{data_version()[:12]}"
     title = f"Retrain on data {data_version()[:12]}: {monitoring['headline']}"
     if propose:
-        _run("cml", "pr", "create", "--branch", branch, "--title", title, "--body", text,
+        run_checked("cml", "pr", "create", "--branch", branch, "--title", title, "--body", text,
              "--message", title, *PROPOSED)  # fmt: skip
     else:
-        _run("git", "checkout", "-B", branch)
-        _run("git", "add", "--", *PROPOSED)
-        _run("git", "commit", "--quiet", "-m", title)
+        run_checked("git", "checkout", "-B", branch)
+        run_checked("git", "add", "--", *PROPOSED)
+        run_checked("git", "commit", "--quiet", "-m", title)
         log.info("proposed on the local branch %s (in CI: a pull request, `--propose`)", branch)
     return text
 

@@ -65,8 +65,8 @@ def _prediction_logs(cfg: Config) -> str:
     """``monitor.prediction_logs``, else every file the deployed colours log to (any worker)."""
     if cfg.monitor.prediction_logs:
         return cfg.monitor.prediction_logs
-    blue = prediction_log_path(state_dir_of(cfg.deploy.state_dir), "blue")
-    return str(blue.with_name("predictions-*.jsonl*"))
+    # Any colour, then any worker's file and its rotated ones.
+    return str(prediction_log_path(state_dir_of(cfg.deploy.state_dir), "*")) + "*"
 
 
 def watch(cfg: Config, actuals_dir: Path, model: str = "live") -> Watch:
