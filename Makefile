@@ -23,10 +23,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 TF := $(BIN)/traffic-forecast
 PYTEST_ARGS ?=
+# Hydra overrides for any target that reads settings, e.g.
+#   make deploy ARGS="deploy.router_port=9080"    make repro ARGS="model=theta"
+ARGS ?=
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  Settings: ARGS=\"<Hydra overrides>\" on any target, e.g. make deploy ARGS=\"deploy.router_port=9080\""
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -40,16 +44,16 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 install: $(VENV)/.installed ## Install the locked dependencies into .venv (uv)
 
 .PHONY: params
-params: install ## Compose conf/ into params.yaml (what `dvc exp run` does)
-	$(TF) params
+params: install ## Compose conf/config.yaml into params.yaml (what `dvc exp run` does)
+	$(TF) params $(ARGS)
 
 .PHONY: data
-data: install ## Get data/raw at the version data.dvc names (pull, or regenerate and push)
-	$(TF) data
+data: params ## Get data/raw at the version data.dvc names (pull, or regenerate and push)
+	$(TF) data $(ARGS)
 
 .PHONY: remote
 remote: install ## Use the configured DVC remote, or the embedded default where it has no credentials
-	$(TF) remote
+	$(TF) remote $(ARGS)
 
 .PHONY: check-lock
 check-lock: install ## Fail unless dvc.lock records this commit's code, params and data
@@ -59,19 +63,23 @@ check-lock: install ## Fail unless dvc.lock records this commit's code, params a
 lock-status: install ## Record in reports/lock.json whether dvc.lock is current (for the PR gate)
 	$(TF) check-lock --record-only
 
+.PHONY: stage-deps
+stage-deps: install ## Write each stage's code deps into dvc.yaml, from its imports
+	$(TF) stage-deps
+
 .PHONY: validate
-validate: data ## Validate data/raw: the pipeline's first stage (reports/validation.md)
+validate: data stage-deps ## Validate data/raw: the pipeline's first stage (reports/validation.md)
 	$(BIN)/dvc repro validate
 
 .PHONY: repro
-repro: data ## Run the DVC pipeline (validate → features → train → evaluate → explain)
+repro: data stage-deps ## Compose params, then run the DVC pipeline (validate → … → explain)
 	$(BIN)/dvc repro
 
 .PHONY: demo
 demo: bento system-deps ## Install, run the pipeline, build the Bento, deploy it blue/green, forecast
-	$(TF) summary
-	$(TF) deploy latest
-	$(TF) verify
+	$(TF) summary $(ARGS)
+	$(TF) deploy latest $(ARGS)
+	$(TF) verify $(ARGS)
 
 # The PR report compares with BASE: in CI the pull request's base commit (from the event
 # file), else main. `make report BASE=origin/release` compares with another ref.
@@ -99,11 +107,11 @@ PORT ?= 3000
 
 .PHONY: model
 model: repro ## Save the trained model in the BentoML model store, its lineage as labels
-	$(TF) package
+	$(TF) package $(ARGS)
 
 .PHONY: bento
 bento: repro ## Save the model and build the Bento (service + that model) from bentofile.yaml
-	$(TF) bento
+	$(TF) bento $(ARGS)
 
 .PHONY: serve
 serve: install ## Serve the newest Bento on PORT (default 3000): POST /forecast, /capacity
@@ -114,23 +122,23 @@ BENTO ?= latest
 
 .PHONY: deploy
 deploy: install system-deps ## Blue/green deploy of BENTO behind the router (nginx, conf/deploy)
-	$(TF) deploy $(BENTO)
+	$(TF) deploy $(BENTO) $(ARGS)
 
 .PHONY: rollback
 rollback: install ## Back to the previous colour (instant within the rollback window)
-	$(TF) rollback
+	$(TF) rollback $(ARGS)
 
 .PHONY: status
 status: install ## Live colour, versions and health of both slots
-	$(TF) status
+	$(TF) status $(ARGS)
 
 .PHONY: verify
 verify: install ## A forecast through the router from the live model, or exit non-zero
-	$(TF) verify
+	$(TF) verify $(ARGS)
 
 .PHONY: undeploy
 undeploy: install ## Stop the router and both colours
-	$(TF) undeploy
+	$(TF) undeploy $(ARGS)
 
 .PHONY: container
 container: install ## Container image of BENTO (bentoml containerize + docker push to $REGISTRY)
@@ -142,27 +150,27 @@ registry-login: ## docker login to $REGISTRY with $REGISTRY_USER and $REGISTRY_P
 
 .PHONY: actuals
 actuals: install ## Put new actuals in monitor.actuals_dir (example data: the drifted quarter)
-	$(TF) actuals
+	$(TF) actuals $(ARGS)
 
 .PHONY: monitor
 monitor: install ## Drift and decay of the served model: reports/monitoring.md; exit 1 on a breach
-	$(TF) monitor
+	$(TF) monitor $(ARGS)
 
 .PHONY: retrain-pr
 retrain-pr: install ## If the monitor asks for it (or RETRAIN_FORCE=true): retrain, open a PR
-	$(TF) retrain --propose $(if $(filter true,$(RETRAIN_FORCE)),--force)
+	$(TF) retrain --propose $(if $(filter true,$(RETRAIN_FORCE)),--force) $(ARGS)
 
 .PHONY: drift-demo
 drift-demo: repro ## The loop locally: drifted data → monitor flags it → retrain → PR report
-	$(TF) drift-demo
+	$(TF) drift-demo $(ARGS)
 
 .PHONY: k8s
 k8s: install ## Write the Argo Rollouts blue/green manifests (deploy/kubernetes/) from conf/deploy
-	$(TF) k8s --out deploy/kubernetes/traffic-forecast.yaml
+	$(TF) k8s --out deploy/kubernetes/traffic-forecast.yaml $(ARGS)
 
 .PHONY: bento-export
 bento-export: repro ## Build the Bento and export it to build/traffic-forecast.bento (release)
-	$(TF) bento --export build/traffic-forecast.bento
+	$(TF) bento --export build/traffic-forecast.bento $(ARGS)
 
 # Debian packages the tests and benchmarks start themselves: nginx (the blue/green router) and
 # wrk (load). Installed with apt-get when missing (as root, or through sudo).

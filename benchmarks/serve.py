@@ -2,7 +2,7 @@
 
 One run, one load tool (wrk, from Debian), the same concurrency and duration for each target:
 
-1. the BentoML service (`traffic_forecast.service`), ``POST /forecast`` with a 24-hour horizon;
+1. the BentoML service (`traffic_forecast.serving.service`), ``POST /forecast``, horizon 24;
 2. a bare Starlette app on uvicorn answering the service's own response bytes: the ceiling;
 3. for reference, a naive BentoML service calling sktime's predict on every request.
 
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[tuple[Load, Load]], 
     bento = [
         str(VENV_BIN / "bentoml"),
         "serve",
-        "traffic_forecast.service:TrafficForecast",
+        "traffic_forecast.serving.service:TrafficForecast",
         "--port",
         str(port),
     ]

@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 import pandera
 
-from traffic_forecast.config import DataConfig, compose, to_typed
-from traffic_forecast.pipeline.validate import ValidationResult, read_raw, validate_raw
-from traffic_forecast.schemas import TrafficRaw
-from traffic_forecast.tables import Failure
+from traffic_forecast.core.config import DataConfig
+from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.schemas import TrafficRaw
+from traffic_forecast.data.tables import Failure
+from traffic_forecast.data.validation import ValidationResult, read_raw, validate_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW_DIR = Path("data/raw")
@@ -126,7 +127,7 @@ def csv_config(path: Path | str) -> DataConfig:
         "data.hour_column=null",
         "data.event_columns=[]",
     ]
-    return to_typed(compose(overrides, ROOT / "conf"), origin="benchmarks/validate.py").data
+    return load_config(overrides, params_file=None, conf_dir=ROOT / "conf").data
 
 
 def validate_timed(data: DataConfig) -> tuple[ValidationResult, float, float]:
@@ -175,7 +176,7 @@ def stage_subprocess(work: Path, repeat: int) -> Figure:
 
 def example_core(repeat: int) -> list[Figure]:
     """``validate_raw`` on the example files in one process: first call, then warm calls."""
-    data = to_typed(compose([], ROOT / "conf"), origin="benchmarks/validate.py").data
+    data = load_config(params_file=None, conf_dir=ROOT / "conf").data
     result, read, check = validate_timed(data)
     rows = sum(result.rows.values())
     figures = [Figure("core, first call", rows, read + check, peak_rss_mib(), "")]

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from tests.packaged import Packaged
     from traffic_forecast.serving.artifacts import ModelArtifacts
 
-from traffic_forecast.config import Config, compose, to_typed
-from traffic_forecast.simulate import SimulationConfig, simulate, write_raw_tables
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.simulate import SimulationConfig, simulate, write_raw_tables
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -56,7 +57,7 @@ def _run_in_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
 def base_config() -> Config:
     """``conf/`` composed with its defaults, typed."""
     os.chdir(REPO_ROOT)
-    return to_typed(compose([]), origin="conf/")
+    return load_config(params_file=None)
 
 
 def config_under(root: Path, base: Config) -> Config:

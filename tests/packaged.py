@@ -10,10 +10,10 @@ import bentoml
 import pandas as pd
 
 from tests.conftest import SMALL_PERIOD, config_under
-from traffic_forecast.config import Config
+from traffic_forecast.core.config import Config
+from traffic_forecast.data.simulate import simulate, write_raw_tables
 from traffic_forecast.pipeline import evaluate, features, train, validate
 from traffic_forecast.serving.engine import ForecastEngine
-from traffic_forecast.simulate import simulate, write_raw_tables
 
 
 @dataclass(frozen=True)

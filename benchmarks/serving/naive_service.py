@@ -13,7 +13,7 @@ import bentoml
 import pandas as pd
 from sktime.forecasting.base import ForecastingHorizon
 
-from traffic_forecast.models import exogenous
+from traffic_forecast.forecasting.forecasters import exogenous
 from traffic_forecast.serving import artifacts
 
 

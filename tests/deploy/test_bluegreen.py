@@ -22,7 +22,7 @@ import pytest
 from tests.deploy.load import Load
 from tests.packaged import Packaged
 from tests.serving.server import free_port
-from traffic_forecast.config import Config
+from traffic_forecast.core.config import Config
 from traffic_forecast.deploy import cli as deploy_cli
 from traffic_forecast.deploy import rollout, slots
 from traffic_forecast.deploy.router import Route, Router

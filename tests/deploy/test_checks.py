@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traffic_forecast.config import CanaryConfig, ValidationGateConfig
+from traffic_forecast.core.config import CanaryConfig, ValidationGateConfig
 from traffic_forecast.deploy.checks import (
     canary_verdict,
     shadow_difference,

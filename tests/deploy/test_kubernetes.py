@@ -10,7 +10,7 @@ import yaml
 
 from tests.conftest import REPO_ROOT
 from traffic_forecast.cli import COMMANDS
-from traffic_forecast.config import Config
+from traffic_forecast.core.config import Config
 from traffic_forecast.deploy.kubernetes import PORT, manifests, render
 
 COMMITTED = REPO_ROOT / "deploy" / "kubernetes" / "traffic-forecast.yaml"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from traffic_forecast.config import DeployConfig
+from traffic_forecast.core.config import DeployConfig
 from traffic_forecast.deploy.router import TEMP_DIRS, Route, Router, render
 from traffic_forecast.deploy.state import DeployError
 

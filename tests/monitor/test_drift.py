@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traffic_forecast.config import MonitorConfig
+from traffic_forecast.core.config import MonitorConfig
 from traffic_forecast.monitor import drift
 
 CFG = MonitorConfig()

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO_ROOT, SMALL_PERIOD
-from traffic_forecast.config import Config
-from traffic_forecast.errors import PipelineInputError
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.errors import PipelineInputError
+from traffic_forecast.data.simulate import simulate, write_raw_tables
 from traffic_forecast.monitor import retrain
 from traffic_forecast.pipeline import validate
-from traffic_forecast.simulate import simulate, write_raw_tables
 
 NEXT_WEEKS = {"drift_start": "2024-02-12", "drift_end": "2024-02-25 23:00"}
 

@@ -17,9 +17,9 @@ import pytest
 
 from tests.conftest import SMALL_PERIOD
 from tests.packaged import Packaged
+from traffic_forecast.data.simulate import simulate, write_raw_tables
 from traffic_forecast.monitor import drift, watch
 from traffic_forecast.serving import predictions
-from traffic_forecast.simulate import simulate, write_raw_tables
 
 AFTER_TRAINING = {"drift_start": "2024-02-12", "drift_end": "2024-03-31 23:00"}
 UNDRIFTED = {"drift_level_shift": 0.0, "drift_capacity_drop": 0.0, "live_streams_per_month": 0.0}

@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT, SMALL_PERIOD, config_under
-from traffic_forecast.config import Config
-from traffic_forecast.intervals import GRID_STEPS, MIN_CALIBRATION_FOLDS, from_grid
-from traffic_forecast.pipeline import evaluate, features, train, validate
-from traffic_forecast.simulate import simulate, write_raw_tables
-from traffic_forecast.summary import summary_table
+from traffic_forecast.core.config import Config
+from traffic_forecast.data.simulate import simulate, write_raw_tables
+from traffic_forecast.forecasting.intervals import GRID_STEPS, MIN_CALIBRATION_FOLDS, from_grid
+from traffic_forecast.pipeline import evaluate, features, outputs, train, validate
+from traffic_forecast.report.summary import summary_table
 
 # Five folds 12 h ahead, 130 h apart: the first fold falls on the weekend sale of late
 # January in the simulated six weeks, and the fifth is the first with a conformal interval.
@@ -52,7 +52,7 @@ def _metrics(cfg: Config) -> dict[str, Any]:
     def refuse(constant: str) -> float:
         raise ValueError(f"metrics.json holds {constant}, which is not JSON")
 
-    text = (_reports(cfg) / evaluate.METRICS_FILE).read_text(encoding="utf-8")
+    text = (_reports(cfg) / outputs.METRICS.name).read_text(encoding="utf-8")
     metrics: dict[str, Any] = json.loads(text, parse_constant=refuse)
     return metrics
 
@@ -68,7 +68,7 @@ def _dvc_yaml() -> dict[str, Any]:
 
 
 def _forecasts(cfg: Config) -> pd.DataFrame:
-    return pd.read_csv(_reports(cfg) / evaluate.FORECAST_PLOT_DATA, parse_dates=["timestamp"])
+    return pd.read_csv(_reports(cfg) / outputs.FORECAST_PLOT_DATA.name, parse_dates=["timestamp"])
 
 
 # ---------------------------------------------------------------- metrics.json
@@ -108,7 +108,7 @@ def test_sale_hours_are_the_backtest_hours_in_a_raw_sale(evaluated: Config) -> N
 
 def test_model_intervals_are_conformal_from_earlier_folds(evaluated: Config) -> None:
     metrics = _metrics(evaluated)
-    intervals = json.loads((_reports(evaluated) / evaluate.INTERVALS_FILE).read_text("utf-8"))
+    intervals = json.loads((_reports(evaluated) / outputs.INTERVALS.name).read_text("utf-8"))
 
     assert metrics["model"]["interval_folds"] == N_FOLDS - MIN_CALIBRATION_FOLDS
     assert 0.0 <= metrics["model"]["interval_coverage"] <= 1.0
@@ -127,7 +127,7 @@ def test_model_intervals_are_conformal_from_earlier_folds(evaluated: Config) -> 
 
 
 def test_fold_table_agrees_with_the_headline_mase(evaluated: Config) -> None:
-    folds = pd.read_csv(_reports(evaluated) / evaluate.FOLDS_FILE)
+    folds = pd.read_csv(_reports(evaluated) / outputs.FOLDS.name)
     metrics = _metrics(evaluated)
 
     assert folds["fold"].tolist() == list(range(1, N_FOLDS + 1))
@@ -192,7 +192,7 @@ def test_every_output_dvc_yaml_declares_is_written(evaluated: Config) -> None:
 
 def test_evaluating_twice_gives_byte_identical_reports(evaluated: Config) -> None:
     reports = _reports(evaluated)
-    compared = (evaluate.METRICS_FILE, evaluate.FOLDS_FILE, evaluate.FORECAST_PLOT_DATA)
+    compared = (outputs.METRICS.name, outputs.FOLDS.name, outputs.FORECAST_PLOT_DATA.name)
     first = {name: (reports / name).read_bytes() for name in compared}
 
     evaluate.run(evaluated)

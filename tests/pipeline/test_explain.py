@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import SMALL_PERIOD, config_under
-from traffic_forecast.config import Config
-from traffic_forecast.pipeline import explain, features, validate
-from traffic_forecast.pipeline.features import SALE_KIND_PREFIX, exogenous_columns
-from traffic_forecast.pipeline.train import read_features
-from traffic_forecast.simulate import simulate, write_raw_tables
+from traffic_forecast.core.config import Config
+from traffic_forecast.data.simulate import simulate, write_raw_tables
+from traffic_forecast.forecasting.features import SALE_KIND_PREFIX, exogenous_columns
+from traffic_forecast.pipeline import explain, features, outputs, validate
 
 HOLDOUT_HOURS = 24
 GROUPS = [
@@ -49,7 +48,7 @@ def explained(
 
 def test_one_row_per_feature_group_present(explained: tuple[Config, pd.DataFrame]) -> None:
     cfg, table = explained
-    history, _ = read_features(cfg)
+    history, _ = outputs.read_features(cfg.paths)
     columns = exogenous_columns(history)
 
     groups = explain.feature_groups(columns)
@@ -81,7 +80,7 @@ def test_shuffling_a_constant_group_changes_nothing(
     explained: tuple[Config, pd.DataFrame],
 ) -> None:
     cfg, table = explained
-    history, _ = read_features(cfg)
+    history, _ = outputs.read_features(cfg.paths)
     holdout = history.iloc[-HOLDOUT_HOURS:]
     groups = explain.feature_groups(exogenous_columns(history))
     constant = {name for name, members in groups.items() if (holdout[members].nunique() == 1).all()}
@@ -100,14 +99,14 @@ def test_csv_holds_the_table(explained: tuple[Config, pd.DataFrame]) -> None:
     cfg, table = explained
     reports = Path(cfg.paths.reports_dir)
 
-    written = pd.read_csv(reports / explain.EXPLAIN_CSV)
+    written = pd.read_csv(reports / outputs.EXPLAIN_CSV.name)
 
     assert written.columns.tolist() == HEADER
     assert written["feature"].tolist() == table["feature"].tolist()
     assert written["importance"].to_numpy() == pytest.approx(
         table["importance"].to_numpy(), abs=1e-4
     )
-    assert (reports / explain.EXPLAIN_PNG).read_bytes().startswith(b"\x89PNG")
+    assert (reports / outputs.EXPLAIN_PNG.name).read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_model_without_features_writes_the_header_and_a_note_image(config_in: Config) -> None:
@@ -117,7 +116,7 @@ def test_a_model_without_features_writes_the_header_and_a_note_image(config_in: 
 
     assert explain.run(cfg) is None
 
-    lines = (reports / explain.EXPLAIN_CSV).read_text(encoding="utf-8").splitlines()
+    lines = (reports / outputs.EXPLAIN_CSV.name).read_text(encoding="utf-8").splitlines()
     assert lines == [",".join(HEADER)]
     # dvc.yaml declares the PNG: without it `dvc exp run -S model=theta` would fail.
-    assert (reports / explain.EXPLAIN_PNG).read_bytes().startswith(b"\x89PNG")
+    assert (reports / outputs.EXPLAIN_PNG.name).read_bytes().startswith(b"\x89PNG")

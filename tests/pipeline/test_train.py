@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 import platform
 import subprocess
+import sys
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -18,12 +21,14 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT, SMALL_PERIOD, config_under
-from traffic_forecast.config import Config
-from traffic_forecast.errors import PipelineInputError
-from traffic_forecast.models import exogenous
-from traffic_forecast.pipeline import features, train, validate
-from traffic_forecast.pipeline.features import exogenous_columns
-from traffic_forecast.simulate import simulate, write_raw_tables
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.errors import PipelineInputError
+from traffic_forecast.core.lineage import data_version_of
+from traffic_forecast.data.simulate import simulate, write_raw_tables
+from traffic_forecast.forecasting import forecasters
+from traffic_forecast.forecasting.features import exogenous_columns
+from traffic_forecast.forecasting.forecasters import exogenous
+from traffic_forecast.pipeline import features, outputs, train, validate
 
 FORECAST_HOURS = 24
 
@@ -41,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> Co
 
 def _card(cfg: Config) -> dict[str, Any]:
     card: dict[str, Any] = json.loads(
-        (Path(cfg.paths.model_dir) / train.MODEL_CARD_FILE).read_text(encoding="utf-8")
+        (Path(cfg.paths.model_dir) / outputs.MODEL_CARD.name).read_text(encoding="utf-8")
     )
     return card
 
@@ -59,15 +64,15 @@ def test_train_writes_both_forecasters_and_the_card(trained: Config) -> None:
 
     names = {path.name for path in out.iterdir()}
 
-    assert {train.FORECASTER_FILE, train.BASELINE_FILE, train.MODEL_CARD_FILE} <= names
+    assert {outputs.FORECASTER.name, outputs.BASELINE.name, outputs.MODEL_CARD.name} <= names
     assert not [name for name in names if name.startswith((".", "tmp"))]  # no leftovers
 
 
 def test_saved_forecaster_forecasts_every_hour_ahead(trained: Config) -> None:
-    history, future = train.read_features(trained)
+    history, future = outputs.read_features(trained.paths)
 
     forecast = _forecast(
-        train.load_forecaster(Path(trained.paths.model_dir) / train.FORECASTER_FILE), future
+        forecasters.load(Path(trained.paths.model_dir) / outputs.FORECASTER.name), future
     )
 
     assert forecast.shape == (FORECAST_HOURS,)
@@ -79,8 +84,8 @@ def test_saved_forecaster_forecasts_every_hour_ahead(trained: Config) -> None:
 
 
 def test_saved_baseline_forecasts_the_same_hour_last_week(trained: Config) -> None:
-    history, _ = train.read_features(trained)
-    baseline = train.load_forecaster(Path(trained.paths.model_dir) / train.BASELINE_FILE)
+    history, _ = outputs.read_features(trained.paths)
+    baseline = forecasters.load(Path(trained.paths.model_dir) / outputs.BASELINE.name)
 
     forecast = baseline.predict(fh=np.arange(1, FORECAST_HOURS + 1)).to_numpy(dtype=float)
 
@@ -89,12 +94,12 @@ def test_saved_baseline_forecasts_the_same_hour_last_week(trained: Config) -> No
 
 
 def test_save_and_load_round_trip_gives_the_same_forecasts(trained: Config, tmp_path: Path) -> None:
-    history, future = train.read_features(trained)
-    fitted = train.fit(trained.model, history)
+    history, future = outputs.read_features(trained.paths)
+    fitted = forecasters.fit(trained.model, history)
     path = tmp_path / "copy" / "forecaster.zip"
 
-    train.save_forecaster(fitted, path)
-    loaded = train.load_forecaster(path)
+    forecasters.save(fitted, path)
+    loaded = forecasters.load(path)
 
     np.testing.assert_array_equal(_forecast(loaded, future), _forecast(fitted, future))
 
@@ -103,31 +108,66 @@ def test_training_twice_gives_identical_forecasts(trained: Config, tmp_path: Pat
     again = dataclasses.replace(
         trained, paths=dataclasses.replace(trained.paths, model_dir=str(tmp_path / "again"))
     )
-    _, future = train.read_features(trained)
+    _, future = outputs.read_features(trained.paths)
 
     train.run(again)
 
-    first = train.load_forecaster(Path(trained.paths.model_dir) / train.FORECASTER_FILE)
-    second = train.load_forecaster(Path(again.paths.model_dir) / train.FORECASTER_FILE)
+    first = forecasters.load(Path(trained.paths.model_dir) / outputs.FORECASTER.name)
+    second = forecasters.load(Path(again.paths.model_dir) / outputs.FORECASTER.name)
     np.testing.assert_array_equal(_forecast(first, future), _forecast(second, future))
     # Where the models go is no part of what they are: the card says the same.
     assert _card(again)["config_hash"] == _card(trained)["config_hash"]
     assert _card(again)["training_frame_hash"] == _card(trained)["training_frame_hash"]
 
 
-def test_card_names_the_data_version_of_data_dvc(trained: Config) -> None:
+def test_card_names_the_raw_files_that_trained_the_model(trained: Config) -> None:
+    data = _card(trained)["data"]
+
+    assert data["name"] == trained.data.name
+    for file in (trained.data.traffic_file, trained.data.sale_events_file):
+        assert file is not None
+        digest = hashlib.md5(Path(file).read_bytes(), usedforsecurity=False).hexdigest()
+        assert data["files"][file]["md5"] == digest
+    # The files lie outside data/raw, which data.dvc tracks: the card does not claim its version.
+    assert _card(trained)["data_version"] == data["version"]
+    assert data["version"].startswith("untracked-")
+
+
+def test_files_under_the_tracked_directory_have_the_version_data_dvc_names() -> None:
     outs = yaml.safe_load((REPO_ROOT / "data.dvc").read_text(encoding="utf-8"))["outs"]
+    files = {"data/raw/traffic.csv": {"md5": "0" * 32}, "data/raw/sale_events.csv": {"md5": "1"}}
 
-    assert _card(trained)["data_version"] == outs[0]["md5"]
+    assert data_version_of(files, REPO_ROOT / "data.dvc") == outs[0]["md5"]
+    assert data_version_of({"mine.csv": {"md5": "2"}}, REPO_ROOT / "data.dvc") != outs[0]["md5"]
 
 
-def test_card_names_the_git_commit(trained: Config) -> None:
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
+def _train_in_a_process(trained: Config, model_dir: Path, hash_seed: int) -> dict[str, bytes]:
+    """``python -m traffic_forecast.pipeline.train`` as DVC runs it; the files it wrote."""
+    overrides = [
+        f"paths.features_dir={trained.paths.features_dir}",
+        f"paths.model_dir={model_dir}",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "traffic_forecast.pipeline.train", *overrides],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+        check=True,
+        capture_output=True,
+    )
+    return {path.name: path.read_bytes() for path in sorted(model_dir.iterdir())}
 
-    # Other work in the tree may or may not be uncommitted when the card is written.
-    assert _card(trained)["git_commit"] in {head, f"{head}-dirty"}
+
+def test_two_processes_with_other_hash_seeds_write_the_same_bytes(
+    trained: Config, tmp_path: Path
+) -> None:
+    first = _train_in_a_process(trained, tmp_path / "first", hash_seed=1)
+    second = _train_in_a_process(trained, tmp_path / "second", hash_seed=2)
+
+    assert set(first) == {outputs.FORECASTER.name, outputs.BASELINE.name, outputs.MODEL_CARD.name}
+    for name, content in first.items():
+        assert second[name] == content, f"{name} differs between the two processes"
+    card = json.loads(first[outputs.MODEL_CARD.name])
+    assert "git_commit" not in card  # lineage that changes per commit is a BentoML label
 
 
 def test_card_training_window_is_the_raw_data(trained: Config) -> None:
@@ -143,7 +183,7 @@ def test_card_training_window_is_the_raw_data(trained: Config) -> None:
 
 
 def test_card_lists_the_features_serving_must_provide(trained: Config) -> None:
-    _, future = train.read_features(trained)
+    _, future = outputs.read_features(trained.paths)
 
     card = _card(trained)
 
@@ -203,12 +243,13 @@ def _other_reports_dir(cfg: Config) -> Config:
 def test_config_hash_changes_with_what_makes_the_model(
     trained: Config, change: Callable[[Config], Config], changes_hash: bool
 ) -> None:
-    history, _ = train.read_features(trained)
+    history, _ = outputs.read_features(trained.paths)
     written = _card(trained)
 
-    card = train.model_card(change(trained), history)
+    data = written["data"]
+    card = train.model_card(change(trained), history, data)
 
-    assert written["config_hash"] == train.model_card(trained, history)["config_hash"]
+    assert written["config_hash"] == train.model_card(trained, history, data)["config_hash"]
     assert (card["config_hash"] != written["config_hash"]) is changes_hash
 
 
@@ -216,6 +257,6 @@ def test_load_of_a_missing_forecaster_says_to_train(tmp_path: Path) -> None:
     missing = tmp_path / "models" / "forecaster.zip"
 
     with pytest.raises(PipelineInputError, match="run the train stage") as raised:
-        train.load_forecaster(missing)
+        forecasters.load(missing)
 
     assert str(missing) in str(raised.value)

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from tests.conftest import BIKE_SHARING_CSV, REPO_ROOT, needs_shared_data
-from traffic_forecast.config import Config, compose, to_typed
-from traffic_forecast.errors import ConfigError
-from traffic_forecast.pipeline import validate
-from traffic_forecast.tables import Failure
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.errors import ConfigError
+from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.tables import Failure
+from traffic_forecast.pipeline import outputs, validate
 
 Mutation = Callable[[Path], None]
 
@@ -175,7 +176,8 @@ def test_example_tables_pass_and_are_written(small_raw: Config) -> None:
     traffic = pd.read_parquet(out / "traffic.parquet")
     assert list(traffic.columns) == ["timestamp", "target"]
     assert traffic["timestamp"].diff().dropna().eq(pd.Timedelta(hours=1)).all()
-    assert {p.name for p in out.iterdir()} == set(validate.TABLE_FILES.values())
+    tables = {output.name for output in outputs.VALIDATED_TABLES.values()}
+    assert {p.name for p in out.iterdir()} == tables | {outputs.VALIDATED_DATA.name}
     report = json.loads((Path(small_raw.paths.reports_dir) / "validation.json").read_text())
     assert report["passed"] is True
     assert report["failures"] == []
@@ -272,19 +274,19 @@ def test_cli_exits_non_zero_without_traceback(small_raw: Config, tmp_path: Path)
 
 def test_misspelt_setting_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="fill_gap"):
-        to_typed(compose(["+data.fill_gap=zero"]), origin="test")
+        load_config(["+data.fill_gap=zero"], params_file=None)
     with pytest.raises(ConfigError, match="fill_gaps"):
-        to_typed(compose(["data.fill_gaps=interpolate"]), origin="test")
+        load_config(["data.fill_gaps=interpolate"], params_file=None)
 
 
 @needs_shared_data()
 def test_bring_your_own_csv_reports_gaps_then_fills_them_when_asked(tmp_path: Path) -> None:
     paths = [f"paths.reports_dir={tmp_path}", f"paths.validated_dir={tmp_path}/v"]
-    strict = to_typed(compose(["data=csv", *paths]), origin="test")
+    strict = load_config(["data=csv", *paths], params_file=None)
     gaps = _find(validate.run(strict).failures, BIKE_SHARING_CSV.name, "dteday", "no_gap_before")
     assert gaps.count > 50
 
-    filled = to_typed(compose(["data=bike_sharing", *paths]), origin="test")
+    filled = load_config(["data=bike_sharing", *paths], params_file=None)
     result = validate.run(filled)
     assert result.passed, result.failures
     traffic = result.tables["traffic"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,8 +12,8 @@ import pytest
 from sktime.forecasting.base import ForecastingHorizon
 
 from tests.packaged import Packaged, quiet_evening
-from traffic_forecast.models import exogenous
-from traffic_forecast.pipeline.features import HISTORY_FILE
+from traffic_forecast.forecasting.forecasters import exogenous
+from traffic_forecast.pipeline import outputs
 from traffic_forecast.serving.artifacts import ModelArtifacts
 from traffic_forecast.serving.engine import ForecastEngine, PlannedEvent, SelfCheckError
 
@@ -27,7 +26,7 @@ def engine(loaded: ModelArtifacts) -> ForecastEngine:
 
 
 def _history(packaged: Packaged) -> pd.DataFrame:
-    return pd.read_parquet(Path(packaged.cfg.paths.features_dir) / HISTORY_FILE)
+    return outputs.read_frame(outputs.HISTORY, packaged.cfg.paths)
 
 
 def test_the_origin_is_the_hour_after_the_last_observed_one(

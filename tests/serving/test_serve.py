@@ -32,7 +32,7 @@ SCHEMATHESIS_EXAMPLES = 40
 SCHEMATHESIS_SEED = 20241202
 
 
-SERVICE = "traffic_forecast.service:TrafficForecast"
+SERVICE = "traffic_forecast.serving.service:TrafficForecast"
 
 
 @pytest.fixture(scope="module")

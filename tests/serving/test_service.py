@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,11 +20,12 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
+from tests.conftest import REPO_ROOT
 from tests.packaged import Packaged, quiet_evening
-from traffic_forecast import service as service_module
-from traffic_forecast.service import TrafficForecast
+from traffic_forecast.serving import service as service_module
 from traffic_forecast.serving.contract import EXAMPLE_INPUT, PlannedSale
 from traffic_forecast.serving.guard import VERSION_HEADER
+from traffic_forecast.serving.service import TrafficForecast
 
 
 def _run(coroutine: Any) -> Any:
@@ -135,8 +137,14 @@ def test_metadata_tells_where_the_model_came_from(svc: TrafficForecast, packaged
     meta = svc.metadata()
     card = json.loads((packaged.folder / "model_card.json").read_text(encoding="utf-8"))
     assert meta["model_tag"] == packaged.tag
-    for key in ("git_commit", "data_version", "config_hash", "training_window"):
+    for key in ("data_version", "data", "config_hash", "training_window"):
         assert meta[key] == card[key]
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # The commit is where the model was packaged: a label, never part of the (DVC) card.
+    assert meta["git_commit"] == meta["labels"]["git_commit"]
+    assert meta["git_commit"] in {head, f"{head}-dirty"}
     assert meta["backtest_metrics"]["model"]["mase"] > 0
     assert meta["labels"]["data_version"] == card["data_version"]
     assert meta["ready"] is True

@@ -21,7 +21,7 @@ import pytest
 from tests.repos import git, working_tree_repository
 from tests.serving.server import free_port
 from tests.workflows.act import REPOSITORY, ActRun, clone_for_act, run_workflow
-from traffic_forecast.config import Config
+from traffic_forecast.core.config import Config
 from traffic_forecast.deploy import rollout
 from traffic_forecast.serving.guard import VERSION_HEADER
 

@@ -16,7 +16,12 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from traffic_forecast.config import CanaryConfig, DataConfig, ShadowConfig, ValidationGateConfig
+from traffic_forecast.core.config import (
+    CanaryConfig,
+    DataConfig,
+    ShadowConfig,
+    ValidationGateConfig,
+)
 from traffic_forecast.deploy.state import DeployError
 from traffic_forecast.serving.guard import VERSION_HEADER
 

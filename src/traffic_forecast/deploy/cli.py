@@ -1,8 +1,10 @@
-"""``traffic-forecast deploy|rollback|status|undeploy``: the blue/green tooling's command line.
+"""``traffic-forecast deploy|rollback|status|verify|undeploy|gate-check``: the blue/green commands.
 
-Settings come from ``params.yaml`` (``conf/deploy/``) plus Hydra overrides after the command;
-``TRAFFIC_FORECAST_DEPLOY_DIR`` sets the state directory (a deploy host keeps it outside the
-checkout). ``retire`` is started by a deploy itself, to stop the old colour after the window.
+Settings come from ``conf/deploy/`` (through ``conf/ops.yaml``) plus Hydra overrides after the
+command (``make deploy ARGS="deploy.router_port=9080"``); ``TRAFFIC_FORECAST_DEPLOY_DIR`` sets
+the state directory (a deploy host keeps it outside the checkout). Once deployed, the router's
+address and the slots' ports are read from the state, not from the config. ``retire`` is
+started by a deploy itself, to stop the old colour after the rollback window.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import bentoml
 import httpx
 from bentoml.exceptions import BentoMLException
 
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, DeployConfig, load_config
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config, DeployConfig
+from traffic_forecast.core.settings import load_config
 from traffic_forecast.deploy import checks, rollout
 from traffic_forecast.deploy.state import DeployError, state_dir_of
 
@@ -48,37 +51,31 @@ def _bento_tag(name: str, cfg: Config) -> str:
         return str(imported.tag)
     if name == "latest":
         name = f"{cfg.serving.model_name}:latest"
-    return str(bentoml.get(name).tag)
+    try:
+        return str(bentoml.get(name).tag)
+    except BentoMLException as exc:
+        raise DeployError(
+            f"no Bento {name!r} in the store ({exc}): build one with `make bento`, or give an "
+            "exported .bento file"
+        ) from None
 
 
-def _deploy(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast deploy", description=rollout.__doc__)
-    parser.add_argument("bento", help="Bento tag, or latest")
-    parser.add_argument(
-        "overrides", nargs="*", help="Hydra overrides, e.g. deploy.canary.enabled=true"
-    )
-    args = parser.parse_args(argv)
+def _deploy(args: argparse.Namespace) -> int:
     cfg = _config(args.overrides)
     outcome = rollout.deploy(_bento_tag(args.bento, cfg), cfg)
     print(outcome.summary())
-    router = f"http://{cfg.deploy.host}:{cfg.deploy.router_port}"
+    router = rollout.router_url(cfg)
     print(f"\nforecasts at {router}/forecast, e.g.\n  curl -s -X POST {router}/forecast "
           "-H 'Content-Type: application/json' -d '{\"horizon\": 24}'")  # fmt: skip
     return 0
 
 
-def _rollback(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast rollback")
-    parser.add_argument("overrides", nargs="*")
-    print(rollout.rollback(_config(parser.parse_args(argv).overrides)).summary())
+def _rollback(args: argparse.Namespace) -> int:
+    print(rollout.rollback(_config(args.overrides)).summary())
     return 0
 
 
-def _status(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast status")
-    parser.add_argument("--json", action="store_true", help="machine-readable")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
+def _status(args: argparse.Namespace) -> int:
     report = rollout.status(_config(args.overrides))
     if args.json:
         print(json.dumps(report, indent=2))
@@ -95,24 +92,12 @@ def _status(argv: list[str]) -> int:
     return 0
 
 
-def _verify(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast verify")
-    parser.add_argument("overrides", nargs="*")
-    cfg = _config(parser.parse_args(argv).overrides)
-    print(rollout.verify(cfg))
+def _verify(args: argparse.Namespace) -> int:
+    print(rollout.verify(_config(args.overrides)))
     return 0
 
 
-def _gate_check(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="traffic-forecast gate-check",
-        description="The deploy gates against given URLs (Argo Rollouts' prePromotionAnalysis).",
-    )
-    parser.add_argument("--new", required=True, help="the colour being deployed")
-    parser.add_argument("--live", default=None, help="the live colour, for the validation gate")
-    parser.add_argument("--smoke-only", action="store_true")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
+def _gate_check(args: argparse.Namespace) -> int:
     cfg = _config(args.overrides)
     try:
         model = httpx.get(args.new.rstrip("/") + "/metadata", timeout=30).json()["model_tag"]
@@ -128,22 +113,13 @@ def _gate_check(argv: list[str]) -> int:
     return 0
 
 
-def _undeploy(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast undeploy")
-    parser.add_argument("overrides", nargs="*")
-    rollout.stop_all(_config(parser.parse_args(argv).overrides))
+def _undeploy(args: argparse.Namespace) -> int:
+    rollout.stop_all(_config(args.overrides))
     print("stopped the router and both colours")
     return 0
 
 
-def _retire(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic_forecast.deploy.cli retire")
-    parser.add_argument("colour")
-    parser.add_argument("bento")
-    parser.add_argument("--after", type=float, required=True)
-    parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--stop-timeout", type=float, default=30.0)
-    args = parser.parse_args(argv)
+def _retire(args: argparse.Namespace) -> int:
     time.sleep(args.after)
     stopped = rollout.retire(
         args.colour, args.bento, args.state_dir, DeployConfig(stop_timeout_s=args.stop_timeout)
@@ -157,55 +133,65 @@ def _retire(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {
-    "deploy": _deploy,
-    "rollback": _rollback,
-    "status": _status,
-    "undeploy": _undeploy,
-    "verify": _verify,
-    "gate-check": _gate_check,
-    "retire": _retire,
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m traffic_forecast.deploy.cli <command> …``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in COMMANDS:
-        print(f"usage: {' | '.join(COMMANDS)} …", file=sys.stderr)
-        return 2
-    return run_stage(COMMANDS[args[0]], args[1:])
-
-
 def deploy_main(argv: list[str] | None = None) -> int:
     """``traffic-forecast deploy <bento> [overrides…]``."""
-    return run_stage(_deploy, argv)
+    parser = command.parser("deploy", rollout.__doc__)
+    parser.add_argument("bento", help="a Bento tag, latest, or an exported .bento file")
+    return command.run(parser, _deploy, argv)
 
 
 def rollback_main(argv: list[str] | None = None) -> int:
     """``traffic-forecast rollback [overrides…]``."""
-    return run_stage(_rollback, argv)
+    doc = "Back to the previous colour: instant while it still runs, else a redeploy of its Bento."
+    return command.run(command.parser("rollback", doc), _rollback, argv)
 
 
 def status_main(argv: list[str] | None = None) -> int:
     """``traffic-forecast status [--json] [overrides…]``."""
-    return run_stage(_status, argv)
+    parser = command.parser("status", "The router, the live colour, and each slot's Bento, model, "
+                            "port and readiness.")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="machine-readable")
+    return command.run(parser, _status, argv)
 
 
 def verify_main(argv: list[str] | None = None) -> int:
     """``traffic-forecast verify [overrides…]``."""
-    return run_stage(_verify, argv)
+    doc = "A forecast and a capacity answer through the router, from the live model, or exit 1."
+    return command.run(command.parser("verify", doc), _verify, argv)
 
 
 def gate_check_main(argv: list[str] | None = None) -> int:
-    """``traffic-forecast gate-check --new URL [--live URL] [--smoke-only]``."""
-    return run_stage(_gate_check, argv)
+    """``traffic-forecast gate-check --new URL [--live URL] [--smoke-only] [overrides…]``."""
+    parser = command.parser(
+        "gate-check", "The deploy gates against given URLs (Argo Rollouts' prePromotionAnalysis)."
+    )
+    parser.add_argument("--new", required=True, help="the colour being deployed")
+    parser.add_argument("--live", default=None, help="the live colour, for the validation gate")
+    parser.add_argument("--smoke-only", action="store_true")
+    return command.run(parser, _gate_check, argv)
 
 
 def undeploy_main(argv: list[str] | None = None) -> int:
     """``traffic-forecast undeploy [overrides…]``."""
-    return run_stage(_undeploy, argv)
+    doc = "Stop the router and both colours (and the retirements waiting out their window)."
+    return command.run(command.parser("undeploy", doc), _undeploy, argv)
+
+
+def retire_main(argv: list[str] | None = None) -> int:
+    """``python -m traffic_forecast.deploy.cli retire …``: started by a deploy, not by people."""
+    parser = command.parser(
+        "retire", "Stop a colour after the rollback window (started by a deploy).", overrides=False
+    )
+    parser.add_argument("colour")
+    parser.add_argument("bento")
+    parser.add_argument("--after", type=float, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--stop-timeout", type=float, default=30.0)
+    return command.run(parser, _retire, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The deploy starts `retire` as `python -m traffic_forecast.deploy.cli retire …`.
+    if sys.argv[1:2] != ["retire"]:
+        sys.exit(f"usage: python -m {__package__}.cli retire …  (people: traffic-forecast --help)")
+    sys.exit(retire_main(sys.argv[2:]))

@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, load_config
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.settings import load_config
 
 APP = "traffic-forecast"
 PORT = 3000  # bentoml serve's default, inside the container
@@ -150,11 +151,7 @@ def render(cfg: Config) -> str:
     return header + yaml.safe_dump_all(manifests(cfg), sort_keys=False)
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast k8s", description=__doc__)
-    parser.add_argument("--out", type=Path, default=None, help="write here (default: stdout)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. deploy.replicas=4")
-    args = parser.parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
     text = render(load_config(args.overrides))
     if args.out is None:
         sys.stdout.write(text)
@@ -166,8 +163,10 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command."""
-    return run_stage(_main, argv)
+    """``traffic-forecast k8s [--out FILE] [overrides…]``."""
+    parser = command.parser("k8s", __doc__)
+    parser.add_argument("--out", type=Path, default=None, help="write here (default: stdout)")
+    return command.run(parser, _run, argv)
 
 
 if __name__ == "__main__":

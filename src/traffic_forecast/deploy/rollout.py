@@ -8,6 +8,7 @@ router if a step had touched it, and raises `DeployError`: the live colour never
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -20,12 +21,13 @@ from typing import Any
 
 import httpx
 
-from traffic_forecast.config import Config, DeployConfig
+from traffic_forecast.core.config import Config, DeployConfig
 from traffic_forecast.deploy import checks, slots
 from traffic_forecast.deploy.router import Route, Router
 from traffic_forecast.deploy.state import (
     COLOURS,
     DeployError,
+    RouterAddress,
     Slot,
     State,
     load,
@@ -135,7 +137,8 @@ def _gates(
 def _deploy(
     bento: str, cfg: Config, state: State, state_dir: Path, action: str = "deploy"
 ) -> Outcome:
-    dcfg = cfg.deploy
+    dcfg = state.deployed(cfg.deploy, for_deploy=True)
+    cfg = dataclasses.replace(cfg, deploy=dcfg)
     router = Router(dcfg, state_dir)
     live = _live(state, dcfg)
     target = "blue" if live is None else other(live[0])
@@ -152,6 +155,7 @@ def _deploy(
         ready_at = time.perf_counter()
         _gates(cfg, router, live, new, outcome)
         router.apply(Route({new.port: 100}, target))
+        state.router = RouterAddress(dcfg.host, dcfg.router_port)
         confirmed = router.confirm(new.model)
         outcome.seconds["switch"] = time.perf_counter() - ready_at
         outcome.notes.append(f"switch confirmed through the router in {confirmed:.2f} s")
@@ -188,11 +192,12 @@ def deploy(bento: str, cfg: Config) -> Outcome:
 
 def rollback(cfg: Config) -> Outcome:
     """Back to the previous colour at once if it still runs; else redeploy its Bento."""
-    dcfg, state_dir = cfg.deploy, Path(cfg.deploy.state_dir)
+    state_dir = Path(cfg.deploy.state_dir)
     with locked(state_dir, wait=False):
         state = load(state_dir)
         if state.live is None or state.live not in state.slots:
             raise DeployError("nothing is deployed: there is nothing to roll back")
+        dcfg = state.deployed(cfg.deploy)
         current = state.slots[state.live]
         previous = other(state.live)
         slot = state.slots.get(previous)
@@ -266,10 +271,17 @@ def retire(colour: str, bento: str, state_dir: Path, cfg: DeployConfig) -> bool:
         return True
 
 
+def router_url(cfg: Config) -> str:
+    """The URL clients call: the recorded router's, else the configured one."""
+    state = load(Path(cfg.deploy.state_dir))
+    return Router(state.deployed(cfg.deploy), Path(cfg.deploy.state_dir)).url
+
+
 def status(cfg: Config) -> dict[str, Any]:
     """Live colour, and per colour: Bento, model, port, process, readiness; the router."""
-    dcfg, state_dir = cfg.deploy, Path(cfg.deploy.state_dir)
+    state_dir = Path(cfg.deploy.state_dir)
     state = load(state_dir)
+    dcfg = state.deployed(cfg.deploy)
     colours: dict[str, Any] = {}
     for colour in COLOURS:
         slot = state.slots.get(colour)
@@ -296,10 +308,10 @@ def status(cfg: Config) -> dict[str, Any]:
 
 def verify(cfg: Config) -> str:
     """A forecast and a capacity answer through the router, from the live colour's model."""
-    dcfg = cfg.deploy
-    state = load(Path(dcfg.state_dir))
+    state = load(Path(cfg.deploy.state_dir))
     if state.live is None or state.live not in state.slots:
         raise DeployError("nothing is deployed")
+    dcfg = state.deployed(cfg.deploy)
     slot = state.slots[state.live]
     router = Router(dcfg, Path(dcfg.state_dir))
     checks.smoke(router.url, slot.model, dcfg.smoke_horizon)
@@ -308,14 +320,15 @@ def verify(cfg: Config) -> str:
 
 def stop_all(cfg: Config) -> None:
     """Stop the router and both colours (``make undeploy``)."""
-    dcfg, state_dir = cfg.deploy, Path(cfg.deploy.state_dir)
+    state_dir = Path(cfg.deploy.state_dir)
     with locked(state_dir):
         state = load(state_dir)
+        dcfg = state.deployed(cfg.deploy)
         Router(dcfg, state_dir).stop()
         for colour in COLOURS:
             _cancel_retire(state_dir, colour)  # nothing left for it to stop
         for slot in state.slots.values():
             slots.stop(slot, dcfg)
         state.record(action="stop", ok=True, colour=state.live)
-        state.live, state.slots = None, {}
+        state.live, state.slots, state.router = None, {}, None
         save(state_dir, state)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from traffic_forecast.config import DeployConfig
+from traffic_forecast.core.config import DeployConfig
 from traffic_forecast.deploy.state import DeployError
 from traffic_forecast.serving.guard import VERSION_HEADER
 
@@ -123,12 +123,9 @@ class Router:
 
     def running(self) -> bool:
         """True when this router's nginx master runs."""
-        pid_file = self.prefix / "nginx.pid"
-        if not pid_file.is_file():
-            return False
-        try:
-            os.kill(int(pid_file.read_text().strip()), 0)
-        except (ValueError, ProcessLookupError):
+        try:  # nginx removes its pid file as it exits: it may go between any two steps
+            os.kill(int((self.prefix / "nginx.pid").read_text().strip()), 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
             return False
         return True
 
@@ -188,10 +185,10 @@ class Router:
 
     def workers(self) -> set[int]:
         """The pids of this nginx's worker processes (Linux: /proc), old and new."""
-        pid_file = self.prefix / "nginx.pid"
-        if not pid_file.is_file():
+        try:
+            master = (self.prefix / "nginx.pid").read_text().strip()
+        except FileNotFoundError:  # not running, or exiting right now
             return set()
-        master = pid_file.read_text().strip()
         found = set()
         for status in Path("/proc").glob("[0-9]*/status"):
             try:

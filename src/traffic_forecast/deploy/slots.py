@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from traffic_forecast.config import DeployConfig
+from traffic_forecast.core.config import DeployConfig
 from traffic_forecast.deploy.state import DeployError, Slot
 from traffic_forecast.serving import predictions
 from traffic_forecast.serving.bento import model_of
@@ -63,8 +63,16 @@ def alive(pid: int) -> bool:
 
 
 def log_path(state_dir: Path, colour: str) -> Path:
-    """Where a colour's server writes its log."""
+    """Where a colour's server writes its log (the previous start's is kept as ``.log.1``)."""
     return state_dir / "logs" / f"{colour}.log"
+
+
+def _fresh_log(path: Path) -> Path:
+    """Start ``path`` empty, keeping the last one beside it: an error quotes this start only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        path.replace(path.with_name(path.name + ".1"))
+    return path
 
 
 def prediction_log_path(state_dir: Path, colour: str) -> Path:
@@ -81,8 +89,7 @@ def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> Slot:
     if not port_free(cfg.host, port):
         raise DeployError(f"port {port} for {colour} is taken by another process")
     model = model_of(bento)  # also fails early on a Bento that is not in the store
-    path = log_path(state_dir, colour)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _fresh_log(log_path(state_dir, colour))
     env = {
         **os.environ,
         "BENTOML_DO_NOT_TRACK": "True",
@@ -90,7 +97,7 @@ def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> Slot:
         # The monitor's default glob (monitor.prediction_logs) reads these.
         predictions.ENV: str(prediction_log_path(state_dir, colour)),
     }
-    with path.open("ab") as out:
+    with path.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.host,
              "--port", str(port)],

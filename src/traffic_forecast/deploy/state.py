@@ -1,11 +1,14 @@
-"""The deploy state: which colour is live, what each slot runs, and what happened before.
+"""The deploy state: where the router listens, which colour is live, what each slot runs, history.
 
 One JSON file in the state directory, written atomically; a lock file beside it keeps two
-deploys (or a deploy and a rollback) from interleaving on the same machine.
+deploys (or a deploy and a rollback) from interleaving on the same machine. What was deployed
+where is read from here, not from the config: ``status``, ``verify``, ``rollback`` and
+``undeploy`` talk to the router and slots that really run, whatever ports the config now names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -16,8 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traffic_forecast.errors import TrafficForecastError
-from traffic_forecast.io import write_json_atomic
+from traffic_forecast.core.config import DeployConfig
+from traffic_forecast.core.errors import TrafficForecastError
+from traffic_forecast.core.io import write_json_atomic
 
 COLOURS = ("blue", "green")
 STATE_FILE = "state.json"
@@ -47,12 +51,37 @@ class Slot:
 
 
 @dataclass
+class RouterAddress:
+    """Where the router listens."""
+
+    host: str
+    port: int
+
+
+@dataclass
 class State:
     """Everything the tooling knows between runs."""
 
     live: str | None = None
     slots: dict[str, Slot] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    router: RouterAddress | None = None  # recorded when the router starts, cleared at undeploy
+
+    def deployed(self, cfg: DeployConfig, *, for_deploy: bool = False) -> DeployConfig:
+        """``cfg`` with the router address this deployment really uses.
+
+        For a new deploy, a router recorded on another address is an error: clients call the
+        one that runs, and moving it would drop them.
+        """
+        if self.router is None:
+            return cfg
+        if for_deploy and (cfg.host, cfg.router_port) != (self.router.host, self.router.port):
+            raise DeployError(
+                f"the router of this deployment listens on {self.router.host}:"
+                f"{self.router.port} (state.json), not on deploy.host/router_port "
+                f"{cfg.host}:{cfg.router_port}: `make undeploy` first to move it"
+            )
+        return dataclasses.replace(cfg, host=self.router.host, router_port=self.router.port)
 
     def record(self, **event: Any) -> None:
         """Append an event (deploy, rollback, retire …) to the history."""
@@ -81,7 +110,13 @@ def load(state_dir: Path) -> State:
         return State()
     raw = json.loads(path.read_text(encoding="utf-8"))
     slots = {colour: Slot(**slot) for colour, slot in raw.get("slots", {}).items()}
-    return State(raw.get("live"), slots, list(raw.get("history", [])))
+    router = raw.get("router")
+    return State(
+        raw.get("live"),
+        slots,
+        list(raw.get("history", [])),
+        None if router is None else RouterAddress(**router),
+    )
 
 
 def save(state_dir: Path, state: State) -> None:

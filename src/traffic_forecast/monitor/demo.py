@@ -19,12 +19,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, load_config
-from traffic_forecast.errors import PipelineInputError
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.errors import PipelineInputError
+from traffic_forecast.core.proc import run_checked
+from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.simulate import SimulationConfig, simulate, write_raw_tables
 from traffic_forecast.monitor import watch
-from traffic_forecast.monitor.retrain import RETRAIN_MD, run_checked
-from traffic_forecast.simulate import SimulationConfig, simulate, write_raw_tables
+from traffic_forecast.monitor.retrain import RETRAIN_MD
 
 log = logging.getLogger(__name__)
 
@@ -88,26 +90,22 @@ def drift_demo(cfg: Config, work: Path = DEMO_DIR) -> str:
     )
 
 
-def _actuals(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast actuals", description=__doc__)
-    parser.add_argument("overrides", nargs="*")
-    cfg = load_config(parser.parse_args(argv).overrides)
+def _actuals(args: argparse.Namespace) -> int:
+    cfg = load_config(args.overrides)
     print(fill_actuals(cfg, Path(cfg.monitor.actuals_dir)))
     return 0
 
 
-def _drift_demo(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast drift-demo", description=__doc__)
-    parser.add_argument("overrides", nargs="*")
-    print(drift_demo(load_config(parser.parse_args(argv).overrides)))
+def _drift_demo(args: argparse.Namespace) -> int:
+    print(drift_demo(load_config(args.overrides)))
     return 0
 
 
 def actuals_main(argv: list[str] | None = None) -> int:
-    """``traffic-forecast actuals``."""
-    return run_stage(_actuals, argv)
+    """``traffic-forecast actuals [overrides…]``."""
+    return command.run(command.parser("actuals", __doc__), _actuals, argv)
 
 
 def drift_demo_main(argv: list[str] | None = None) -> int:
-    """``traffic-forecast drift-demo``."""
-    return run_stage(_drift_demo, argv)
+    """``traffic-forecast drift-demo [overrides…]``."""
+    return command.run(command.parser("drift-demo", __doc__), _drift_demo, argv)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from traffic_forecast.config import MonitorConfig
+from traffic_forecast.core.config import MonitorConfig
 
 WEEK = 168
 

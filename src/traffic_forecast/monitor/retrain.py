@@ -13,22 +13,23 @@ import argparse
 import json
 import logging
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, load_config
-from traffic_forecast.errors import PipelineInputError
-from traffic_forecast.io import write_text_atomic
-from traffic_forecast.lineage import data_version
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config, PathsConfig
+from traffic_forecast.core.errors import PipelineInputError
+from traffic_forecast.core.io import write_text_atomic
+from traffic_forecast.core.lineage import data_version
+from traffic_forecast.core.proc import run_checked
+from traffic_forecast.core.settings import load_config, write_params
+from traffic_forecast.data.schemas import SaleEventsRaw
+from traffic_forecast.data.validation import raw_files
 from traffic_forecast.monitor.watch import REPORT_JSON
-from traffic_forecast.pipeline.evaluate import FORECAST_PLOT_DATA, METRICS_FILE
-from traffic_forecast.pipeline.validate import raw_files
-from traffic_forecast.schemas import SaleEventsRaw
+from traffic_forecast.pipeline import outputs
 
 log = logging.getLogger(__name__)
 
@@ -86,24 +87,13 @@ def add_sale_kinds(cfg: Config, kinds: list[str]) -> Path | None:
     return path
 
 
-def run_checked(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    """A command's stdout; its failure raised with the end of what it printed."""
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        where = f" in {cwd}" if cwd else ""
-        raise PipelineInputError(
-            f"`{' '.join(args)}` failed{where}:\n{(done.stderr or done.stdout)[-3000:]}"
-        )
-    return done.stdout
-
-
 def _dvc(*args: str) -> str:
     return run_checked(sys.executable, "-m", "dvc", *args)
 
 
-def new_period_error(reports: Path, since: pd.Timestamp) -> float | None:
+def new_period_error(paths: PathsConfig, since: pd.Timestamp) -> float | None:
     """The retrained backtest's MAPE on the folds after ``since`` (the new period), in percent."""
-    path = reports / FORECAST_PLOT_DATA
+    path = outputs.FORECAST_PLOT_DATA.path(paths)
     if not path.is_file():
         return None
     folds = pd.read_csv(path, parse_dates=["timestamp"])
@@ -116,13 +106,13 @@ def new_period_error(reports: Path, since: pd.Timestamp) -> float | None:
 
 
 def summary(
-    monitoring: dict[str, Any], reports: Path, added: dict[str, int], kinds_file: Path | None
+    monitoring: dict[str, Any], paths: PathsConfig, added: dict[str, int], kinds_file: Path | None
 ) -> str:
     """The retrain proposal, for the PR body and ``reports/retrain.md``."""
-    metrics = json.loads((reports / METRICS_FILE).read_text(encoding="utf-8"))
+    metrics = outputs.read_json(outputs.METRICS, paths)
     since = pd.Timestamp(monitoring["training_end"])
     live = monitoring["quality"]
-    candidate = new_period_error(reports, since)
+    candidate = new_period_error(paths, since)
     lines = [
         "## Retrain proposed by the monitor",
         "",
@@ -171,12 +161,12 @@ def retrain(cfg: Config, incoming: Path, *, propose: bool, force: bool) -> str |
         return None
     added = ingest(cfg, incoming)
     kinds_file = add_sale_kinds(cfg, monitoring["new_sale_kinds"])
-    run_checked(sys.executable, "-m", "traffic_forecast.cli", "params")
+    write_params()  # the data config may have new sale kinds: compose it as dvc exp run will
     _dvc("commit", "--force", "data.dvc")  # the new data version, into the cache
     log.info("retraining on %s: dvc exp run", data_version())
     _dvc("exp", "run")
     _dvc("push")
-    text = summary(monitoring, reports, added, kinds_file)
+    text = summary(monitoring, cfg.paths, added, kinds_file)
     write_text_atomic(reports / RETRAIN_MD, text)
     branch = f"retrain/{data_version()[:12]}"
     title = f"Retrain on data {data_version()[:12]}: {monitoring['headline']}"
@@ -191,13 +181,7 @@ def retrain(cfg: Config, incoming: Path, *, propose: bool, force: bool) -> str |
     return text
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast retrain", description=__doc__)
-    parser.add_argument("--actuals", type=Path, default=None, help="default: monitor.actuals_dir")
-    parser.add_argument("--propose", action="store_true", help="open the PR with `cml pr create`")
-    parser.add_argument("--force", action="store_true", help="retrain even if none is due")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.overrides)
     text = retrain(
         cfg, args.actuals or Path(cfg.monitor.actuals_dir), propose=args.propose, force=args.force
@@ -207,8 +191,12 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command."""
-    return run_stage(_main, argv)
+    """``traffic-forecast retrain [--actuals DIR] [--propose] [--force] [overrides…]``."""
+    parser = command.parser("retrain", __doc__)
+    parser.add_argument("--actuals", type=Path, default=None, help="default: monitor.actuals_dir")
+    parser.add_argument("--propose", action="store_true", help="open the PR with `cml pr create`")
+    parser.add_argument("--force", action="store_true", help="retrain even if none is due")
+    return command.run(parser, _run, argv)
 
 
 if __name__ == "__main__":

@@ -14,16 +14,18 @@ from pathlib import Path
 
 import bentoml
 import pandas as pd
+from bentoml.exceptions import BentoMLException
 
-from traffic_forecast.capacity import learn_capacity
-from traffic_forecast.config import Config
-from traffic_forecast.errors import DataValidationError, PipelineInputError
-from traffic_forecast.pipeline.validate import TABLE_FILES, raw_files, read_raw, validate_raw
-from traffic_forecast.schemas import InfrastructureRaw, SaleEventsRaw, TrafficRaw
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.errors import DataValidationError, PipelineInputError
+from traffic_forecast.data.schemas import InfrastructureRaw, SaleEventsRaw, TrafficRaw
+from traffic_forecast.data.validation import raw_files, read_raw, validate_raw
+from traffic_forecast.data.validation_report import render_markdown
+from traffic_forecast.forecasting.capacity import learn_capacity
+from traffic_forecast.pipeline import outputs
 from traffic_forecast.serving import artifacts, predictions
 from traffic_forecast.serving.artifacts import ModelArtifacts
 from traffic_forecast.serving.engine import ForecastEngine
-from traffic_forecast.validation_report import render_markdown
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,10 @@ def model_artifacts(cfg: Config, which: str) -> tuple[str, ModelArtifacts]:
         artifacts.gather(cfg, staging)
         return "workspace", artifacts.load(staging)
     tag = f"{cfg.serving.model_name}:latest" if which == "latest" else which
-    model = bentoml.models.get(tag)
+    try:
+        model = bentoml.models.get(tag)
+    except BentoMLException as exc:
+        raise PipelineInputError(f"no model {tag!r} in the BentoML store: {exc}") from None
     return str(model.tag), artifacts.load(Path(model.path))
 
 
@@ -93,11 +98,7 @@ def read_new(cfg: Config, folder: Path, training_end: pd.Timestamp) -> NewData:
 
 def reference(cfg: Config, training_end: pd.Timestamp) -> pd.Series:
     """The training data (validated tables of this checkout) up to ``training_end``."""
-    folder = Path(cfg.paths.validated_dir)
-    path = folder / TABLE_FILES["traffic"]
-    if not path.is_file():
-        raise PipelineInputError(f"{path} not found: run the pipeline first (`make repro`)")
-    traffic = pd.read_parquet(path)
+    traffic, _ = outputs.read_validated(cfg.paths, with_events=False)
     traffic = traffic[traffic[TrafficRaw.timestamp] <= training_end]
     return pd.Series(
         traffic[TrafficRaw.target].to_numpy(dtype=float),

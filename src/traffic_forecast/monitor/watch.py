@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from traffic_forecast import plots
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, load_config
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.errors import PipelineInputError
+from traffic_forecast.core.io import write_json_atomic, write_text_atomic
+from traffic_forecast.core.settings import load_config
 from traffic_forecast.deploy.slots import prediction_log_path
 from traffic_forecast.deploy.state import load as load_deploy_state
 from traffic_forecast.deploy.state import state_dir_of
-from traffic_forecast.io import write_json_atomic, write_text_atomic
+from traffic_forecast.forecasting import plots
 from traffic_forecast.monitor import drift
 from traffic_forecast.monitor.drift import Verdict
 from traffic_forecast.monitor.sources import (
@@ -76,7 +78,9 @@ def watch(cfg: Config, actuals_dir: Path, model: str = "live") -> Watch:
     training_end = pd.Timestamp(loaded.card["training_window"]["end"])
     new = read_new(cfg, actuals_dir, training_end)
     if new.traffic.empty:
-        raise ValueError(f"no actual hour after the training end {training_end} in {actuals_dir}")
+        raise PipelineInputError(
+            f"no actual hour after the training end {training_end} in {actuals_dir}"
+        )
     ref_traffic = reference(cfg, training_end)
     reference_window = ref_traffic.iloc[-monitor.reference_weeks * drift.WEEK :]
     recent = new.traffic.iloc[-monitor.recent_weeks * drift.WEEK :]
@@ -204,14 +208,7 @@ def write(result: Watch, reports: Path) -> None:
     plots.monitoring(result.served.forecast, new, _profiles(result), reports / REPORT_PNG)
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast monitor", description=__doc__)
-    parser.add_argument("--actuals", type=Path, default=None, help="default: monitor.actuals_dir")
-    parser.add_argument(
-        "--model", default="live", help="live (default), workspace, latest or a tag"
-    )
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.overrides)
     result = watch(cfg, args.actuals or Path(cfg.monitor.actuals_dir), args.model)
     reports = Path(cfg.paths.reports_dir)
@@ -224,8 +221,13 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command."""
-    return run_stage(_main, argv)
+    """``traffic-forecast monitor [--actuals DIR] [--model WHICH] [overrides…]``."""
+    parser = command.parser("monitor", __doc__)
+    parser.add_argument("--actuals", type=Path, default=None, help="default: monitor.actuals_dir")
+    parser.add_argument(
+        "--model", default="live", help="live (default), workspace, latest or a tag"
+    )
+    return command.run(parser, _run, argv)
 
 
 if __name__ == "__main__":

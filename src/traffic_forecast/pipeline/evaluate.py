@@ -6,33 +6,26 @@ table, DVC plot data (forecast vs actual, error by horizon) and PNG plots beside
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from traffic_forecast import plots
-from traffic_forecast.backtest import BacktestRun, run_backtest
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, load_config
-from traffic_forecast.intervals import quantile_grid
-from traffic_forecast.io import write_json_atomic, write_text_atomic
-from traffic_forecast.metrics import error_by_step, fold_mase, summarise
-from traffic_forecast.pipeline.train import read_features
-from traffic_forecast.schemas import FutureFeatures, TrafficRaw
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.io import write_json_atomic, write_text_atomic
+from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.schemas import FutureFeatures, TrafficRaw
+from traffic_forecast.forecasting import plots
+from traffic_forecast.forecasting.backtest import BacktestRun, run_backtest
+from traffic_forecast.forecasting.intervals import quantile_grid
+from traffic_forecast.forecasting.metrics import error_by_step, fold_mase, summarise
+from traffic_forecast.pipeline import outputs
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.json"
-FOLDS_FILE = "backtest_folds.csv"
-FORECAST_PLOT_DATA = "plots/forecast.csv"
-HORIZON_PLOT_DATA = "plots/error_by_horizon.csv"
-FORECAST_PNG = "forecast.png"
-HORIZON_PNG = "error_by_horizon.png"
-INTERVALS_FILE = "intervals.json"
 
 
 def sale_hours(history: pd.DataFrame) -> pd.DatetimeIndex:
@@ -136,24 +129,26 @@ def horizon_table(model: BacktestRun, baseline: BacktestRun) -> pd.DataFrame:
 
 def run(cfg: Config) -> dict[str, Any]:
     """Backtest model and baseline, write metrics, tables and plots; return the metrics."""
-    history, _ = read_features(cfg)
+    paths = cfg.paths
+    history, _ = outputs.read_features(paths)
     model = run_backtest(cfg.model, history, cfg.backtest, setting="model")
     baseline = run_backtest(
         cfg.baseline, history, cfg.backtest, setting="baseline", intervals=False
     )
     metrics = metrics_payload(model, baseline, sale_hours(history), cfg)
-    reports = Path(cfg.paths.reports_dir)
-    write_json_atomic(reports / METRICS_FILE, _rounded(metrics))
-    write_json_atomic(reports / INTERVALS_FILE, _rounded(interval_payload(model, baseline)))
+    write_json_atomic(outputs.METRICS.path(paths), _rounded(metrics))
+    write_json_atomic(outputs.INTERVALS.path(paths), _rounded(interval_payload(model, baseline)))
     write_text_atomic(
-        reports / FOLDS_FILE, fold_table(model, baseline).round(4).to_csv(index=False)
+        outputs.FOLDS.path(paths), fold_table(model, baseline).round(4).to_csv(index=False)
     )
     forecasts = forecast_table(model, baseline)
     horizon = horizon_table(model, baseline)
-    write_text_atomic(reports / FORECAST_PLOT_DATA, forecasts.round(1).to_csv(index=False))
-    write_text_atomic(reports / HORIZON_PLOT_DATA, horizon.round(4).to_csv(index=False))
-    plots.forecast_vs_actual(forecasts, reports / FORECAST_PNG)
-    plots.error_by_horizon(horizon, reports / HORIZON_PNG)
+    write_text_atomic(
+        outputs.FORECAST_PLOT_DATA.path(paths), forecasts.round(1).to_csv(index=False)
+    )
+    write_text_atomic(outputs.HORIZON_PLOT_DATA.path(paths), horizon.round(4).to_csv(index=False))
+    plots.forecast_vs_actual(forecasts, outputs.FORECAST_PNG.path(paths))
+    plots.error_by_horizon(horizon, outputs.HORIZON_PNG.path(paths))
     return metrics
 
 
@@ -169,8 +164,8 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def _main(overrides: list[str]) -> int:
-    cfg = load_config(overrides)
+def _run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.overrides)
     metrics = run(cfg)
     log.info(
         "backtest %s vs %s over %d folds: MASE %.3f vs %.3f (ratio %.2f); reports in %s/",
@@ -186,8 +181,8 @@ def _main(overrides: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the stage (``python -m traffic_forecast.pipeline.evaluate [overrides…]``)."""
-    return run_stage(_main, argv)
+    """``traffic-forecast evaluate [overrides…]`` (DVC: ``python -m …pipeline.evaluate``)."""
+    return command.run(command.parser("evaluate", __doc__), _run, argv)
 
 
 if __name__ == "__main__":

@@ -8,28 +8,25 @@ increase in MASE says how much the forecast relies on it. Writes ``reports/expla
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from traffic_forecast import plots
-from traffic_forecast.backtest import MASE_SEASON
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, ExplainConfig, ModelConfig, load_config
-from traffic_forecast.io import write_text_atomic
-from traffic_forecast.metrics import seasonal_scale
-from traffic_forecast.models import exogenous, running_sktime, target_series
-from traffic_forecast.pipeline.features import SALE_KIND_PREFIX, exogenous_columns
-from traffic_forecast.pipeline.train import fit, read_features
-from traffic_forecast.schemas import FutureFeatures
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config, ExplainConfig, ModelConfig
+from traffic_forecast.core.io import write_text_atomic
+from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.schemas import FutureFeatures
+from traffic_forecast.forecasting import plots
+from traffic_forecast.forecasting.features import SALE_KIND_PREFIX, exogenous_columns
+from traffic_forecast.forecasting.forecasters import exogenous, fit, running_sktime, target_series
+from traffic_forecast.forecasting.metrics import MASE_SEASON, seasonal_scale
+from traffic_forecast.pipeline import outputs
 
 log = logging.getLogger(__name__)
-
-EXPLAIN_CSV = "explain.csv"
-EXPLAIN_PNG = "explain.png"
 
 # Features that carry one idea are shuffled together: shuffling hour but not hour_of_week
 # would leave the information in place and call the hour unimportant.
@@ -101,22 +98,23 @@ def permutation_importance(
 
 def run(cfg: Config) -> pd.DataFrame | None:
     """Write the importance table and plot; ``None`` for a model without exogenous inputs."""
-    reports = Path(cfg.paths.reports_dir)
+    paths = cfg.paths
+    csv, png = outputs.EXPLAIN_CSV.path(paths), outputs.EXPLAIN_PNG.path(paths)
     if not cfg.model.uses_exog:
         note = f"{cfg.model.name} uses no exogenous features: nothing to explain by permutation"
-        write_text_atomic(reports / EXPLAIN_CSV, "feature,importance,mase_shuffled,mase\n")
-        plots.message(note, reports / EXPLAIN_PNG)
+        write_text_atomic(csv, "feature,importance,mase_shuffled,mase\n")
+        plots.message(note, png)
         log.info(note)
         return None
-    history, _ = read_features(cfg)
+    history, _ = outputs.read_features(paths)
     table = permutation_importance(cfg.model, history, cfg.explain, cfg.seed)
-    write_text_atomic(reports / EXPLAIN_CSV, table.round(4).to_csv(index=False))
-    plots.importance(table, reports / EXPLAIN_PNG)
+    write_text_atomic(csv, table.round(4).to_csv(index=False))
+    plots.importance(table, png)
     return table
 
 
-def _main(overrides: list[str]) -> int:
-    cfg = load_config(overrides)
+def _run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.overrides)
     table = run(cfg)
     if table is not None:
         top = ", ".join(f"{r.feature} (+{r.importance:.2f})" for r in table.head(3).itertuples())
@@ -127,8 +125,8 @@ def _main(overrides: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the stage (``python -m traffic_forecast.pipeline.explain [overrides…]``)."""
-    return run_stage(_main, argv)
+    """``traffic-forecast explain [overrides…]`` (DVC: ``python -m …pipeline.explain``)."""
+    return command.run(command.parser("explain", __doc__), _run, argv)
 
 
 if __name__ == "__main__":

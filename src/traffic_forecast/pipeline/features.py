@@ -1,198 +1,42 @@
 """Stage 2, features: the model-ready hourly frame for the history and the forecast horizon.
 
-Only what is known in advance goes into the exogenous features: the calendar, public holidays
-and the sale calendar (``sale_events.csv`` lists sales planned beyond the last observed hour).
-Event flags of a bring-your-own CSV are validated but not used here: their future values are
-not in the file, so a model could learn from them but never be given them when it forecasts.
+Reads the validated tables, builds the known-in-advance features
+(`traffic_forecast.forecasting.features`) and writes ``history.parquet`` and ``future.parquet``,
+with the raw data's lineage (``data.json``) passed on for the model card.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-import pandas as pd
-from pandas.tseries.holiday import USFederalHolidayCalendar
-
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import WEEK_HOURS, Config, FeaturesConfig, load_config
-from traffic_forecast.errors import PipelineInputError
-from traffic_forecast.io import write_parquet_atomic
-from traffic_forecast.pipeline.validate import TABLE_FILES
-from traffic_forecast.schemas import FutureFeatures, ModelFrame, SaleEventsRaw, TrafficRaw
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.io import write_json_atomic, write_parquet_atomic
+from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.schemas import TrafficRaw
+from traffic_forecast.forecasting.features import ModelInputs, build_features, exogenous_columns
+from traffic_forecast.pipeline import outputs
 
 log = logging.getLogger(__name__)
-
-HISTORY_FILE = "history.parquet"
-FUTURE_FILE = "future.parquet"
-SALE_KIND_PREFIX = "sale_kind__"
-# Beyond this many hours after a sale its after-effect is gone; capping keeps the feature
-# bounded so a model does not learn from "hours since the last sale" at large values.
-SALE_AFTERMATH_CAP_HOURS = 72.0
-
-
-@dataclass(frozen=True)
-class ModelInputs:
-    """The features stage's outputs: observed history and the horizon to forecast."""
-
-    history: pd.DataFrame  # ModelFrame
-    future: pd.DataFrame  # FutureFeatures
-
-
-def exogenous_columns(frame: pd.DataFrame) -> list[str]:
-    """The feature columns of a `ModelFrame` or `FutureFeatures` frame, in a stable order."""
-    excluded = {TrafficRaw.timestamp, TrafficRaw.target}
-    return [c for c in frame.columns if c not in excluded and not c.startswith("event__")]
-
-
-def calendar_features(stamps: pd.DatetimeIndex, holidays: str) -> pd.DataFrame:
-    """Hour, weekday, hour of week, month, weekend and public-holiday flags per timestamp."""
-    day_of_week = stamps.dayofweek.to_numpy()
-    hour = stamps.hour.to_numpy()
-    if holidays == "us_federal":
-        dates = USFederalHolidayCalendar().holidays(stamps.min().normalize(), stamps.max())
-        is_holiday = stamps.normalize().isin(dates)
-    else:
-        is_holiday = np.zeros(len(stamps), dtype=bool)
-    return pd.DataFrame(
-        {
-            FutureFeatures.hour: hour,
-            FutureFeatures.day_of_week: day_of_week,
-            FutureFeatures.hour_of_week: day_of_week * 24 + hour,
-            FutureFeatures.month: stamps.month.to_numpy(),
-            FutureFeatures.is_weekend: (day_of_week >= 5).astype(int),
-            FutureFeatures.is_holiday: np.asarray(is_holiday, dtype=int),
-        },
-        index=stamps,
-    )
-
-
-def sale_features(stamps: pd.DatetimeIndex, events: pd.DataFrame, kinds: list[str]) -> pd.DataFrame:
-    """Per hour: is a sale on, its discount, hours since it started or ended, its kind."""
-    n = len(stamps)
-    active = np.zeros(n, dtype=int)
-    discount = np.zeros(n)
-    since_start = np.zeros(n)
-    since_end = np.full(n, SALE_AFTERMATH_CAP_HOURS)
-    kind_flags = {kind: np.zeros(n, dtype=int) for kind in kinds}
-    hours = stamps.to_numpy()
-    one_hour = np.timedelta64(1, "h")
-    for event in events.sort_values(SaleEventsRaw.start).itertuples(index=False):
-        start = np.datetime64(getattr(event, SaleEventsRaw.start))
-        end = np.datetime64(getattr(event, SaleEventsRaw.end))
-        during = (hours >= start) & (hours < end)
-        # Overlapping sales: the larger discount describes the hour.
-        stronger = during & (getattr(event, SaleEventsRaw.discount_pct) >= discount)
-        active[during] = 1
-        discount[stronger] = float(getattr(event, SaleEventsRaw.discount_pct))
-        since_start[stronger] = (hours[stronger] - start) / one_hour
-        for kind, flags in kind_flags.items():
-            flags[stronger] = int(getattr(event, SaleEventsRaw.kind) == kind)
-        after = (hours >= end) & (hours < end + SALE_AFTERMATH_CAP_HOURS * one_hour)
-        since_end[after] = np.minimum(since_end[after], (hours[after] - end) / one_hour)
-    columns = {
-        FutureFeatures.sale_active: active,
-        FutureFeatures.sale_discount: discount,
-        FutureFeatures.sale_hours_since_start: since_start,
-        FutureFeatures.sale_hours_since_end: since_end,
-    }
-    columns |= {SALE_KIND_PREFIX + kind: flags for kind, flags in kind_flags.items()}
-    return pd.DataFrame(columns, index=stamps)
-
-
-def build_features(
-    traffic: pd.DataFrame,
-    sale_events: pd.DataFrame | None,
-    kinds: list[str],
-    features: FeaturesConfig,
-) -> ModelInputs:
-    """Model-ready history (target + features) and the next ``features.horizon`` hours."""
-    observed = pd.DatetimeIndex(traffic[TrafficRaw.timestamp])
-    if len(observed) < WEEK_HOURS:
-        raise PipelineInputError(
-            f"{len(observed)} hours of history: at least a week ({WEEK_HOURS} h) is needed "
-            "for the same-hour-last-week feature"
-        )
-    future = pd.date_range(observed[-1] + pd.Timedelta(hours=1), periods=features.horizon, freq="h")
-    every_hour = pd.DatetimeIndex(observed.append(future))
-    events = sale_events if sale_events is not None else _no_events()
-    exog = pd.concat(
-        [
-            calendar_features(every_hour, features.holidays),
-            sale_features(every_hour, events, kinds),
-        ],
-        axis=1,
-    )
-    exog.index.name = TrafficRaw.timestamp
-    exog = exog.reset_index()
-    exog[FutureFeatures.target_lag_168] = _same_hour_last_week(traffic, features.horizon)
-    history = pd.concat(
-        [
-            traffic.reset_index(drop=True),
-            exog.iloc[: len(observed)].drop(columns=TrafficRaw.timestamp),
-        ],
-        axis=1,
-    )
-    horizon = exog.iloc[len(observed) :].reset_index(drop=True)
-    return ModelInputs(
-        history=ModelFrame.validate(history), future=FutureFeatures.validate(horizon)
-    )
-
-
-def _same_hour_last_week(traffic: pd.DataFrame, horizon: int) -> npt.NDArray[np.float64]:
-    """The target 168 hours earlier, for history and horizon (horizon ≤ 168 keeps it known).
-
-    The first week has no week before it; it takes its own values, so the model sees "no
-    change from last week" there rather than a gap.
-    """
-    target = traffic[TrafficRaw.target].to_numpy(dtype=float)
-    extended = np.concatenate([target, np.full(horizon, np.nan)])
-    lagged = np.roll(extended, WEEK_HOURS)
-    lagged[:WEEK_HOURS] = extended[:WEEK_HOURS]
-    return lagged
-
-
-def _no_events() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            SaleEventsRaw.start: pd.Series(dtype="datetime64[ns]"),
-            SaleEventsRaw.end: pd.Series(dtype="datetime64[ns]"),
-            SaleEventsRaw.kind: pd.Series(dtype=str),
-            SaleEventsRaw.discount_pct: pd.Series(dtype=int),
-        }
-    )
-
-
-def read_validated(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The validate stage's traffic and sale-event tables."""
-    folder = Path(cfg.paths.validated_dir)
-    traffic_path = folder / TABLE_FILES["traffic"]
-    if not traffic_path.is_file():
-        raise PipelineInputError(f"{traffic_path} not found: run the validate stage first")
-    if not cfg.data.sale_events_file:
-        return pd.read_parquet(traffic_path), None
-    events_path = folder / TABLE_FILES["sale_events"]
-    if not events_path.is_file():
-        raise PipelineInputError(f"{events_path} not found: run the validate stage first")
-    return pd.read_parquet(traffic_path), pd.read_parquet(events_path)
 
 
 def run(cfg: Config) -> ModelInputs:
     """Build the features from the validated tables and write them."""
-    traffic, events = read_validated(cfg)
+    paths = cfg.paths
+    traffic, events = outputs.read_validated(paths, with_events=bool(cfg.data.sale_events_file))
     inputs = build_features(traffic, events, cfg.data.sale_kinds, cfg.features)
-    out = Path(cfg.paths.features_dir)
-    write_parquet_atomic(inputs.history, out / HISTORY_FILE)
-    write_parquet_atomic(inputs.future, out / FUTURE_FILE)
+    write_parquet_atomic(inputs.history, outputs.HISTORY.path(paths))
+    write_parquet_atomic(inputs.future, outputs.FUTURE.path(paths))
+    write_json_atomic(
+        outputs.FEATURES_DATA.path(paths), outputs.read_json(outputs.VALIDATED_DATA, paths)
+    )
     return inputs
 
 
-def _main(overrides: list[str]) -> int:
-    inputs = run(load_config(overrides))
+def _run(args: argparse.Namespace) -> int:
+    inputs = run(load_config(args.overrides))
     history = inputs.history[TrafficRaw.timestamp]
     log.info(
         "features: %d history hours (%s → %s), %d future hours, %d exogenous columns",
@@ -206,8 +50,8 @@ def _main(overrides: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the stage (``python -m traffic_forecast.pipeline.features [overrides…]``)."""
-    return run_stage(_main, argv)
+    """``traffic-forecast features [overrides…]`` (DVC: ``python -m …pipeline.features``)."""
+    return command.run(command.parser("features", __doc__), _run, argv)
 
 
 if __name__ == "__main__":

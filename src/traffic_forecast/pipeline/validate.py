@@ -2,292 +2,65 @@
 
 On any failure the stage writes ``reports/validation.md`` and ``.json`` listing every failed
 check (file, column, check, count, lines), exits non-zero, and leaves the validated data of the
-last good run where it was, so nothing downstream is trained on bad data.
+last good run where it was, so nothing downstream is trained on bad data. On success it also
+writes what the raw data was (``data.json``: data version, each file's MD5, rows and hours),
+which the features stage passes on to the model card.
 """
 
 from __future__ import annotations
 
-import hashlib
+import argparse
 import logging
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pandera.pandas as pa
-
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, DataConfig, load_config
-from traffic_forecast.io import write_json_atomic, write_parquet_atomic, write_text_atomic
-from traffic_forecast.schemas import (
-    InfrastructureRaw,
-    SaleEventsRaw,
-    TrafficRaw,
-    sale_events_schema,
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config, DataConfig
+from traffic_forecast.core.io import write_json_atomic, write_parquet_atomic, write_text_atomic
+from traffic_forecast.core.lineage import data_version_of
+from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.validation import (
+    ValidationResult,
+    describe_files,
+    read_raw,
+    validate_raw,
 )
-from traffic_forecast.tables import (
-    Failure,
-    ParsedTable,
-    parse_for_schema,
-    parse_number,
-    parse_timestamp,
-    read_csv_text,
-    rows_failure,
-    schema_failures,
-)
-from traffic_forecast.validation_report import render_json, render_markdown
+from traffic_forecast.data.validation_report import render_json, render_markdown
+from traffic_forecast.pipeline import outputs
 
 log = logging.getLogger(__name__)
 
-EVENT_PREFIX = "event__"
-TABLE_FILES = {
-    "traffic": "traffic.parquet",
-    "sale_events": "sale_events.parquet",
-    "infrastructure": "infrastructure.parquet",
-}
 
-
-@dataclass
-class ValidationResult:
-    """What validation found: the typed tables when everything passed, else the failures."""
-
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    failures: list[Failure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    rows: dict[str, int] = field(default_factory=dict)  # file -> data rows read
-
-    @property
-    def passed(self) -> bool:
-        """True when no check failed."""
-        return not self.failures
-
-
-def validate_raw(
-    data: DataConfig, texts: dict[str, pd.DataFrame | None], read_failures: list[Failure]
-) -> ValidationResult:
-    """Validate the raw tables given as text frames (keyed ``traffic``, ``sale_events``, …)."""
-    result = ValidationResult(failures=list(read_failures))
-    traffic = _traffic_table(data, texts.get("traffic"), result)
-    if data.sale_events_file is not None:
-        _check_table(
-            ParsedTable(data.sale_events_file, texts.get("sale_events")),
-            sale_events_schema(data.sale_kinds),
-            "sale_events",
-            result,
-        )
-    if data.infrastructure_file is not None:
-        infra = _check_table(
-            ParsedTable(data.infrastructure_file, texts.get("infrastructure")),
-            InfrastructureRaw.to_schema(),
-            "infrastructure",
-            result,
-        )
-        if traffic is not None and infra is not None:
-            # Checked on the parsed tables, so it reports even when other checks failed.
-            result.failures += _infrastructure_covers_traffic(traffic, infra, data)
-    if not result.passed:
-        result.tables.clear()
-    return result
-
-
-def _check_table(
-    table: ParsedTable, schema: pa.DataFrameSchema, key: str, result: ValidationResult
-) -> pd.DataFrame | None:
-    """Parse and validate one table; return it parsed (valid or not), or None if unreadable."""
-    if table.frame is None:
-        return None
-    result.rows[table.file] = len(table.frame)
-    parsed, failures = parse_for_schema(table.frame, schema, table.file, table.file_names)
-    validated, found = schema_failures(parsed, schema, table, failures)
-    result.failures += failures + found
-    if validated is not None and not failures:
-        result.tables[key] = validated
-        return validated
-    return parsed
-
-
-def _traffic_table(
-    data: DataConfig, text: pd.DataFrame | None, result: ValidationResult
-) -> pd.DataFrame | None:
-    if text is None:
-        return None
-    file = data.traffic_file
-    names = {"timestamp": data.timestamp_column, "target": data.target_column}
-    names |= {EVENT_PREFIX + c: c for c in data.event_columns}
-    frame = text.rename(columns={v: k for k, v in names.items()})
-    known = set(names) | ({data.hour_column} if data.hour_column else set())
-    if not data.strict_columns:
-        frame = frame[[c for c in frame.columns if c in known]]
-    table = ParsedTable(file, frame, file_names=names)
-    if data.hour_column is not None and "timestamp" in frame and data.hour_column in frame:
-        frame["timestamp"], failures = _date_plus_hour(frame, data, file)
-        result.failures += failures
-        table.frame = frame.drop(columns=data.hour_column)
-    schema = TrafficRaw.to_schema()
-    if data.fill_gaps == "zero":
-        schema = _without_gap_check(schema)
-    parsed = _check_table(table, schema, "traffic", result)
-    if parsed is not None and "traffic" in result.tables and data.fill_gaps == "zero":
-        filled = TrafficRaw.validate(_fill_missing_hours(parsed, data, result))
-        result.tables["traffic"] = filled
-        return filled
-    return parsed
-
-
-def _without_gap_check(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
-    # Gaps are filled (and counted) after the other checks pass; rows keep their file lines.
-    stamp = schema.columns[TrafficRaw.timestamp]
-    checks = [c for c in stamp.checks if c.name != "no_gap_before"]
-    return schema.update_column(TrafficRaw.timestamp, checks=checks)
-
-
-def _date_plus_hour(
-    frame: pd.DataFrame, data: DataConfig, file: str
-) -> tuple[pd.Series, list[Failure]]:
-    assert data.hour_column is not None
-    dates, failures = parse_timestamp(frame["timestamp"], file, data.timestamp_column)
-    hours, hour_failures = parse_number(
-        frame[data.hour_column], file, data.hour_column, integer=True
-    )
-    out_of_day = hours.notna() & ~hours.between(0, 23)
-    if out_of_day.any():
-        mask = out_of_day.to_numpy(dtype=bool)
-        hour_failures.append(
-            rows_failure(
-                file,
-                data.hour_column,
-                "hour_in_0_23",
-                frame.index.to_numpy()[mask],
-                frame[data.hour_column].to_numpy()[mask],
-            )
-        )
-    stamps = dates + pd.to_timedelta(hours.where(~out_of_day).astype("float64"), unit="h")
-    # Back to ISO text: the schema parses every table the same way.
-    return stamps.dt.strftime("%Y-%m-%d %H:%M:%S"), failures + hour_failures
-
-
-def _fill_missing_hours(
-    traffic: pd.DataFrame, data: DataConfig, result: ValidationResult
-) -> pd.DataFrame:
-    stamps = pd.DatetimeIndex(traffic[TrafficRaw.timestamp])
-    grid = pd.date_range(stamps[0], stamps[-1], freq="h", name=TrafficRaw.timestamp)
-    missing = len(grid) - len(stamps)
-    if missing == 0:
-        return traffic
-    filled = traffic.set_index(stamps).reindex(grid)
-    filled[TrafficRaw.target] = filled[TrafficRaw.target].fillna(0.0)
-    for column in [c for c in filled.columns if c.startswith(EVENT_PREFIX)]:
-        # Event flags in such files are per day: a filled hour takes its day's flag.
-        filled[column] = filled[column].groupby(grid.normalize()).transform("first")
-    filled = filled.drop(columns=TrafficRaw.timestamp, errors="ignore").reset_index()
-    result.notes.append(
-        f"{data.traffic_file}: {missing} missing hours filled with {data.target_column}=0 "
-        "(data.fill_gaps=zero)"
-    )
-    return filled
-
-
-def _infrastructure_covers_traffic(
-    traffic: pd.DataFrame, infra: pd.DataFrame, data: DataConfig
-) -> list[Failure]:
-    stamp = TrafficRaw.timestamp
-    if stamp not in traffic or InfrastructureRaw.timestamp not in infra:
-        return []  # a missing column is reported by its table's own checks
-    uncovered = traffic[stamp].notna() & ~traffic[stamp].isin(infra[InfrastructureRaw.timestamp])
-    if not uncovered.any():
-        return []
-    mask = uncovered.to_numpy(dtype=bool)
-    assert data.infrastructure_file is not None
-    return [
-        rows_failure(
-            data.infrastructure_file,
-            InfrastructureRaw.timestamp,
-            "covers_every_traffic_hour",
-            traffic.index.to_numpy()[mask],
-            traffic[stamp].dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy()[mask],
-        )
-    ]
-
-
-def raw_files(data: DataConfig) -> dict[str, str]:
-    """The configured raw files, by table key (tables the config leaves out are absent)."""
-    files = {
-        "traffic": data.traffic_file,
-        "sale_events": data.sale_events_file,
-        "infrastructure": data.infrastructure_file,
-    }
-    return {key: file for key, file in files.items() if file is not None}
-
-
-def read_raw(data: DataConfig) -> tuple[dict[str, pd.DataFrame | None], list[Failure]]:
-    """Read the configured raw files as text; unreadable files become failures."""
-    texts: dict[str, pd.DataFrame | None] = {}
-    failures: list[Failure] = []
-    for key, file in raw_files(data).items():
-        texts[key], found = read_csv_text(Path(file))
-        failures += found
-    return texts, failures
-
-
-def describe_files(data: DataConfig, result: ValidationResult) -> dict[str, dict[str, Any]]:
-    """Per raw file: its MD5 (the hash DVC keeps of it), rows, and the hours a valid one covers.
-
-    The PR report compares these with the base branch's to say what a data change changed.
-    """
-    described: dict[str, dict[str, Any]] = {}
-    for key, file in raw_files(data).items():
-        path = Path(file)
-        if not path.is_file():
-            continue  # reported as a failure by read_raw
-        entry: dict[str, Any] = {
-            "md5": hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest(),
-            "rows": result.rows.get(file),
-        }
-        table = result.tables.get(key)
-        if table is not None and not table.empty:
-            first, last = (
-                (table[SaleEventsRaw.start].min(), table[SaleEventsRaw.end].max())
-                if key == "sale_events"
-                else (table[TrafficRaw.timestamp].min(), table[TrafficRaw.timestamp].max())
-            )
-            entry |= {"first": f"{first:%Y-%m-%d %H:%M}", "last": f"{last:%Y-%m-%d %H:%M}"}
-        described[file] = entry
-    return described
+def data_lineage(data: DataConfig, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the raw data was: its name in ``conf/data/``, its version, each file's description."""
+    return {"name": data.name, "version": data_version_of(files), "files": files}
 
 
 def run(cfg: Config) -> ValidationResult:
-    """Validate, write the reports, and on success write the validated tables."""
+    """Validate, write the reports, and on success write the validated tables and lineage."""
     texts, read_failures = read_raw(cfg.data)
     result = validate_raw(cfg.data, texts, read_failures)
-    reports = Path(cfg.paths.reports_dir)
+    paths = cfg.paths
+    files = describe_files(cfg.data, result)
     write_text_atomic(
-        reports / "validation.md", render_markdown(result.failures, result.rows, result.notes)
+        outputs.VALIDATION_MD.path(paths),
+        render_markdown(result.failures, result.rows, result.notes),
     )
     write_json_atomic(
-        reports / "validation.json",
-        render_json(result.failures, result.rows, result.notes, describe_files(cfg.data, result)),
+        outputs.VALIDATION_JSON.path(paths),
+        render_json(result.failures, result.rows, result.notes, files),
     )
     if result.passed:
-        out = Path(cfg.paths.validated_dir)
         for key, frame in result.tables.items():
-            write_parquet_atomic(frame, out / TABLE_FILES[key])
+            write_parquet_atomic(frame, outputs.VALIDATED_TABLES[key].path(paths))
+        write_json_atomic(outputs.VALIDATED_DATA.path(paths), data_lineage(cfg.data, files))
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the stage (``python -m traffic_forecast.pipeline.validate [overrides…]``)."""
-    return run_stage(_main, argv)
-
-
-def _main(overrides: list[str]) -> int:
-    return validate_and_log(load_config(overrides))
 
 
 def validate_and_log(cfg: Config) -> int:
     """Run the stage and tell the user where the report is; the stage's exit code."""
     result = run(cfg)
-    report = Path(cfg.paths.reports_dir) / "validation.md"
+    report = outputs.VALIDATION_MD.path(cfg.paths)
     if result.passed:
         read = ", ".join(f"{file} ({rows:,} rows)" for file, rows in result.rows.items())
         log.info("validation passed: %s", read)
@@ -301,6 +74,15 @@ def validate_and_log(cfg: Config) -> int:
     )
     log.error("report: %s", report)
     return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    return validate_and_log(load_config(args.overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast validate [overrides…]`` (DVC: ``python -m …pipeline.validate``)."""
+    return command.run(command.parser("validate", __doc__), _run, argv)
 
 
 if __name__ == "__main__":

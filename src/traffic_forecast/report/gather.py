@@ -16,24 +16,22 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from traffic_forecast.capacity import learn_capacity
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import CapacityConfig, load_config
-from traffic_forecast.errors import PipelineInputError, TrafficForecastError
-from traffic_forecast.gate import apply_gate
-from traffic_forecast.io import write_json_atomic, write_text_atomic
-from traffic_forecast.lineage import DATA_DVC, data_version
-from traffic_forecast.lockcheck import LOCK_FILE
-from traffic_forecast.remote import REMOTE_FILE
+from traffic_forecast.core import command
+from traffic_forecast.core.config import CapacityConfig, PathsConfig
+from traffic_forecast.core.errors import PipelineInputError, TrafficForecastError
+from traffic_forecast.core.io import write_json_atomic, write_text_atomic
+from traffic_forecast.core.lineage import DATA_DVC, data_version
+from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.remote import REMOTE_FILE
+from traffic_forecast.forecasting.capacity import learn_capacity
+from traffic_forecast.pipeline import outputs
+from traffic_forecast.report.gate import apply_gate
+from traffic_forecast.report.lockcheck import LOCK_FILE
 from traffic_forecast.report.render import ReportInputs, render_json, render_markdown
 from traffic_forecast.report.sections import CapacityImpact
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "reports/metrics.json"
-VALIDATION_FILE = "reports/validation.json"
-FORECAST_FILE = "reports/plots/forecast.csv"
-HORIZON_FILE = "reports/plots/error_by_horizon.csv"
 DEFAULT_BASE = "main"
 
 
@@ -83,15 +81,16 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def base_metrics(base: str) -> dict[str, Any] | None:
+def base_metrics(base: str, paths: PathsConfig) -> dict[str, Any] | None:
     """The base's committed metrics: ``dvc metrics diff``, else ``git show``."""
-    diff = _dvc("metrics", "diff", base, "--all").get(METRICS_FILE, {})
+    metrics_file = outputs.METRICS.path(paths).as_posix()
+    diff = _dvc("metrics", "diff", base, "--all").get(metrics_file, {})
     old = {key: change.get("old") for key, change in diff.items()}
     if any(value is not None for value in old.values()):
         nested = _unflatten(old)
         if "model" in nested:
             return nested
-    text = git_show(base, METRICS_FILE)
+    text = git_show(base, metrics_file)
     return json.loads(text) if text else None
 
 
@@ -122,12 +121,12 @@ def _peak(forecast: pd.DataFrame | None) -> tuple[float, str] | None:
 
 def capacity_impact(
     capacity_cfg: CapacityConfig,
-    validated: Path,
+    paths: PathsConfig,
     forecast_pr: pd.DataFrame | None,
     forecast_base: pd.DataFrame | None,
 ) -> tuple[CapacityImpact | None, str]:
     """Instances at the peak, PR vs base, or why the section is skipped."""
-    traffic, infra = validated / "traffic.parquet", validated / "infrastructure.parquet"
+    traffic, infra = outputs.TRAFFIC.path(paths), outputs.INFRASTRUCTURE.path(paths)
     if not infra.is_file() or not traffic.is_file():
         return None, (
             f"Skipped: no infrastructure table (`{infra}`), so no per-instance capacity to learn "
@@ -197,31 +196,29 @@ def gather(base: str, labels: list[str]) -> ReportInputs:
     if _run(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"]) is None:
         raise PipelineInputError(f"base {base!r} is not a commit here: fetch it first")
     cfg = load_config()
-    reports, validated = Path(cfg.paths.reports_dir), Path(cfg.paths.validated_dir)
-    validation_text = _file(reports / "validation.json")
-    if validation_text is None:
-        raise PipelineInputError(f"{reports / 'validation.json'} not found: run `dvc repro`")
-    metrics_text = _file(reports / "metrics.json")
+    paths = cfg.paths
+    reports = Path(paths.reports_dir)
+    validation = outputs.read_json(outputs.VALIDATION_JSON, paths)
+    metrics_text = _file(outputs.METRICS.path(paths))
     pr_metrics = json.loads(metrics_text) if metrics_text else None
-    base_m = base_metrics(base)
-    validation = json.loads(validation_text)
-    base_validation = _json(git_show(base, VALIDATION_FILE))
+    base_m = base_metrics(base, paths)
+    base_validation = _json(git_show(base, outputs.VALIDATION_JSON.path(paths).as_posix()))
     verdict = None
     base_version = _base_data_version(base)
     if validation.get("passed") and pr_metrics is not None:
         lock = _json(_file(reports / LOCK_FILE))
         same = base_version in {None, data_version()}
         verdict = apply_gate(pr_metrics, base_m, cfg.gate, labels, lock, same_data=same)
-    forecast_pr = _read_csv(_file(reports / "plots" / "forecast.csv"))
-    forecast_base = _read_csv(git_show(base, FORECAST_FILE))
-    impact, reason = capacity_impact(cfg.capacity, validated, forecast_pr, forecast_base)
-    explain = _file(reports / "explain.csv")
+    forecast_pr = _read_csv(_file(outputs.FORECAST_PLOT_DATA.path(paths)))
+    forecast_base = _read_csv(git_show(base, outputs.FORECAST_PLOT_DATA.path(paths).as_posix()))
+    impact, reason = capacity_impact(cfg.capacity, paths, forecast_pr, forecast_base)
+    explain = _file(outputs.EXPLAIN_CSV.path(paths))
     commit = (_run(["git", "rev-parse", "--short", "HEAD"]) or "unknown").strip()
     return ReportInputs(
         base_ref=_ref_label(base),
         commit=commit,
         validation=validation,
-        validation_md=_file(reports / "validation.md") or "",
+        validation_md=_file(outputs.VALIDATION_MD.path(paths)) or "",
         data_version_pr=data_version(),
         data_version_base=base_version,
         base_validation=base_validation,
@@ -232,8 +229,8 @@ def gather(base: str, labels: list[str]) -> ReportInputs:
         verdict=verdict,
         forecast_pr=forecast_pr,
         forecast_base=forecast_base,
-        horizon_pr=_read_csv(_file(reports / "plots" / "error_by_horizon.csv")),
-        horizon_base=_read_csv(git_show(base, HORIZON_FILE)),
+        horizon_pr=_read_csv(_file(outputs.HORIZON_PLOT_DATA.path(paths))),
+        horizon_base=_read_csv(git_show(base, outputs.HORIZON_PLOT_DATA.path(paths).as_posix())),
         capacity=impact,
         capacity_reason=reason,
         explain=_read_csv(explain),
@@ -241,18 +238,7 @@ def gather(base: str, labels: list[str]) -> ReportInputs:
     )
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast report", description=__doc__)
-    parser.add_argument(
-        "--base",
-        default=None,
-        help=f"git ref to compare with (default: the pull request's base commit in "
-        f"GITHUB_EVENT_PATH, else {DEFAULT_BASE})",
-    )
-    parser.add_argument(
-        "--labels", default=None, help="PR labels, comma-separated (default: from the event)"
-    )
-    args = parser.parse_args(argv)
+def _report(args: argparse.Namespace) -> int:
     event = pull_request_event(os.environ.get("GITHUB_EVENT_PATH"))
     base = args.base or (event.base_sha if event else DEFAULT_BASE)
     if args.labels is not None:
@@ -269,7 +255,17 @@ def _main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``traffic-forecast report [--base <ref>] [--labels a,b]``."""
-    return run_stage(_main, argv)
+    parser = command.parser("report", __doc__, overrides=False)
+    parser.add_argument(
+        "--base",
+        default=None,
+        help=f"git ref to compare with (default: the pull request's base commit in "
+        f"GITHUB_EVENT_PATH, else {DEFAULT_BASE})",
+    )
+    parser.add_argument(
+        "--labels", default=None, help="PR labels, comma-separated (default: from the event)"
+    )
+    return command.run(parser, _report, argv)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from traffic_forecast.gate import Verdict
 from traffic_forecast.report.charts import forecast_chart, horizon_chart
+from traffic_forecast.report.gate import Verdict
 from traffic_forecast.report.sections import (
     CapacityImpact,
     capacity_section,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from traffic_forecast.capacity import Capacity
-from traffic_forecast.gate import Verdict
+from traffic_forecast.forecasting.capacity import Capacity
+from traffic_forecast.report.gate import Verdict
 
 VALIDATION_FAILED = "❌ Data validation failed: training did not run"
 NEUTRAL_PCT = 0.5  # |Δ| below this (in %, or percentage points for coverage) is noise: ⚪

@@ -17,21 +17,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from traffic_forecast.capacity import Capacity, learn_capacity
-from traffic_forecast.config import Config, ServingConfig
-from traffic_forecast.errors import PipelineInputError
-from traffic_forecast.pipeline.evaluate import INTERVALS_FILE, METRICS_FILE
-from traffic_forecast.pipeline.features import FUTURE_FILE, HISTORY_FILE
-from traffic_forecast.pipeline.train import (
-    BASELINE_FILE,
-    FORECASTER_FILE,
-    MODEL_CARD_FILE,
-    load_forecaster,
-)
-from traffic_forecast.pipeline.validate import TABLE_FILES
-from traffic_forecast.schemas import TrafficRaw
+from traffic_forecast.core.config import Config, ServingConfig
+from traffic_forecast.data.schemas import TrafficRaw
+from traffic_forecast.forecasting import forecasters
+from traffic_forecast.forecasting.capacity import Capacity, learn_capacity
+from traffic_forecast.pipeline import outputs
 
-SALE_EVENTS_FILE = TABLE_FILES["sale_events"]
+# The packaged files: the pipeline's, under their own names, and the serving settings.
+FORECASTER_FILE = outputs.FORECASTER.name
+BASELINE_FILE = outputs.BASELINE.name
+MODEL_CARD_FILE = outputs.MODEL_CARD.name
+FUTURE_FILE = outputs.FUTURE.name
+INTERVALS_FILE = outputs.INTERVALS.name
+METRICS_FILE = outputs.METRICS.name
+SALE_EVENTS_FILE = outputs.SALE_EVENTS.name
 SERVING_FILE = "serving.json"
 
 
@@ -53,30 +52,26 @@ class ModelArtifacts:
     level_range: tuple[float, float]  # 1st and 99th percentile of the hourly training target
 
 
-def _source_files(cfg: Config) -> dict[str, Path]:
-    models, reports = Path(cfg.paths.model_dir), Path(cfg.paths.reports_dir)
-    files = {
-        FORECASTER_FILE: models / FORECASTER_FILE,
-        BASELINE_FILE: models / BASELINE_FILE,
-        MODEL_CARD_FILE: models / MODEL_CARD_FILE,
-        FUTURE_FILE: Path(cfg.paths.features_dir) / FUTURE_FILE,
-        INTERVALS_FILE: reports / INTERVALS_FILE,
-        METRICS_FILE: reports / METRICS_FILE,
-    }
-    if cfg.data.sale_events_file:
-        files[SALE_EVENTS_FILE] = Path(cfg.paths.validated_dir) / SALE_EVENTS_FILE
-    return files
+def _packaged_outputs(cfg: Config) -> list[outputs.Output]:
+    packaged = [
+        outputs.FORECASTER,
+        outputs.BASELINE,
+        outputs.MODEL_CARD,
+        outputs.FUTURE,
+        outputs.INTERVALS,
+        outputs.METRICS,
+    ]
+    return packaged + ([outputs.SALE_EVENTS] if cfg.data.sale_events_file else [])
 
 
 def learnt_capacity(cfg: Config) -> Capacity | None:
     """Per-instance capacity from the validated traffic and infrastructure tables, if any."""
-    validated = Path(cfg.paths.validated_dir)
-    traffic, infra = validated / TABLE_FILES["traffic"], validated / TABLE_FILES["infrastructure"]
-    if not cfg.data.infrastructure_file or not infra.is_file():
+    if not cfg.data.infrastructure_file:
         return None
+    traffic, _ = outputs.read_validated(cfg.paths, with_events=False)
     return learn_capacity(
-        pd.read_parquet(traffic),
-        pd.read_parquet(infra),
+        traffic,
+        outputs.read_frame(outputs.INFRASTRUCTURE, cfg.paths),
         window_hours=cfg.capacity.window_hours,
         min_cpu=cfg.capacity.min_cpu,
     )
@@ -84,14 +79,10 @@ def learnt_capacity(cfg: Config) -> Capacity | None:
 
 def gather(cfg: Config, into: Path) -> None:
     """Copy a pipeline run's outputs into ``into`` and write the serving settings beside them."""
-    for name, source in _source_files(cfg).items():
-        if not source.is_file():
-            raise PipelineInputError(f"{source} not found: run the pipeline first (`dvc repro`)")
-        shutil.copyfile(source, into / name)
+    for output in _packaged_outputs(cfg):
+        shutil.copyfile(output.existing(cfg.paths), into / output.name)
     capacity = learnt_capacity(cfg)
-    history = pd.read_parquet(
-        Path(cfg.paths.features_dir) / HISTORY_FILE, columns=[TrafficRaw.target]
-    )
+    history = pd.read_parquet(outputs.HISTORY.existing(cfg.paths), columns=[TrafficRaw.target])
     low, high = np.percentile(history[TrafficRaw.target].to_numpy(dtype=float), [1, 99])
     settings = {
         "level_range": [float(low), float(high)],
@@ -116,8 +107,8 @@ def load(folder: Path) -> ModelArtifacts:
     # Models packaged before the range was recorded have none to be out of.
     low, high = settings.get("level_range", [0.0, float("inf")])
     return ModelArtifacts(
-        forecaster=load_forecaster(folder / FORECASTER_FILE),
-        baseline=load_forecaster(folder / BASELINE_FILE),
+        forecaster=forecasters.load(folder / FORECASTER_FILE),
+        baseline=forecasters.load(folder / BASELINE_FILE),
         card=_json(folder / MODEL_CARD_FILE),
         future=pd.read_parquet(folder / FUTURE_FILE),
         sale_events=pd.read_parquet(events) if events.is_file() else None,

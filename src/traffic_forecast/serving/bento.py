@@ -12,15 +12,16 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import bentoml
 
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, load_config
-from traffic_forecast.errors import PipelineInputError
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.errors import PipelineInputError
+from traffic_forecast.core.proc import cause_first, run_checked
+from traffic_forecast.core.settings import load_config
 from traffic_forecast.serving import package
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,8 @@ def export_requirements(output: Path = REQUIREMENTS) -> None:
     if uv is None:
         raise PipelineInputError("uv is not on PATH: run through make (`make bento`)")
     output.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet",
-         "-o", str(output)],
-        check=True,
-    )  # fmt: skip
+    run_checked(uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
+                "--quiet", "-o", str(output))  # fmt: skip
 
 
 def model_of(bento_tag: str) -> str:
@@ -55,15 +53,12 @@ def build_bento() -> str:
     and keeps it, so a second build here would package the first build's model again.
     """
     export_requirements()
-    done = subprocess.run(
-        [sys.executable, "-m", "bentoml", "build", "-f", str(BENTOFILE), "--output", "tag", "."],
-        capture_output=True,
-        text=True,
-        check=False,
+    printed = run_checked(
+        sys.executable, "-m", "bentoml", "build", "-f", str(BENTOFILE), "--output", "tag", "."
     )
-    tags = re.findall(r"__tag__:(\S+)", done.stdout)
-    if done.returncode != 0 or not tags:
-        raise PipelineInputError(f"bentoml build failed:\n{(done.stderr or done.stdout)[-3000:]}")
+    tags = re.findall(r"__tag__:(\S+)", printed)
+    if not tags:
+        raise PipelineInputError(f"bentoml build printed no Bento tag: {cause_first(printed)}")
     return str(tags[-1])
 
 
@@ -91,35 +86,32 @@ def container_commands(bento_tag: str, registry: str) -> list[list[str]]:
     ]
 
 
-def _container(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast container", description=(
-        "bentoml containerize a Bento and push the image to $REGISTRY: the step that runs on "
-        "GitHub's runners (Docker), not on the machines without a Docker engine."
-    ))  # fmt: skip
-    parser.add_argument("bento", help="a Bento tag, or an exported .bento file")
-    args = parser.parse_args(argv)
+def _container(args: argparse.Namespace) -> int:
     registry = os.environ.get("REGISTRY")
     if not registry:
         raise PipelineInputError("REGISTRY is not set (e.g. ghcr.io/<owner>)")
     tag = args.bento
     if tag.endswith(".bento") and Path(tag).is_file():
         tag = str(bentoml.import_bento(str(Path(tag).resolve())).tag)
-    for command in container_commands(tag, registry):
-        subprocess.run(command, check=True)
+    for step in container_commands(tag, registry):
+        run_checked(*step)
     print(image_name(tag, registry))
     return 0
 
 
 def container_main(argv: list[str] | None = None) -> int:
     """``traffic-forecast container <bento>``."""
-    return run_stage(_container, argv)
+    parser = command.parser(
+        "container",
+        "bentoml containerize a Bento and push the image to $REGISTRY: the step that runs on "
+        "GitHub's runners (Docker), not on the machines without a Docker engine.",
+        overrides=False,
+    )
+    parser.add_argument("bento", help="a Bento tag, or an exported .bento file")
+    return command.run(parser, _container, argv)
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast bento", description=__doc__)
-    parser.add_argument("--export", type=Path, help="also export the Bento to this file")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (default: params.yaml)")
-    args = parser.parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
     model_tag, bento_tag = build(load_config(args.overrides))
     log.info("built %s with model %s", bento_tag, model_tag)
     if args.export:
@@ -131,8 +123,10 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command."""
-    return run_stage(_main, argv)
+    """``traffic-forecast bento [--export FILE] [overrides…]``."""
+    parser = command.parser("bento", __doc__)
+    parser.add_argument("--export", type=Path, help="also export the Bento to this file")
+    return command.run(parser, _run, argv)
 
 
 if __name__ == "__main__":

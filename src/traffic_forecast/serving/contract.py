@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from traffic_forecast.config import WEEK_HOURS
+from traffic_forecast.core.config import WEEK_HOURS
 
 Probability = Annotated[float, Field(gt=0.0, lt=1.0, strict=True, allow_inf_nan=False)]
 # Hours are site-local and carry no UTC offset, so they are not RFC 3339 "date-time" strings:

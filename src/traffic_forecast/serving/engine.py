@@ -18,10 +18,10 @@ import numpy.typing as npt
 import pandas as pd
 from sktime.forecasting.base import ForecastingHorizon
 
-from traffic_forecast.intervals import from_grid
-from traffic_forecast.models import exogenous, running_sktime
-from traffic_forecast.pipeline.features import sale_features
-from traffic_forecast.schemas import SaleEventsRaw, TrafficRaw
+from traffic_forecast.data.schemas import SaleEventsRaw, TrafficRaw
+from traffic_forecast.forecasting.features import sale_features
+from traffic_forecast.forecasting.forecasters import exogenous, running_sktime
+from traffic_forecast.forecasting.intervals import from_grid
 from traffic_forecast.serving.artifacts import ModelArtifacts
 
 FloatArray = npt.NDArray[np.float64]

@@ -31,7 +31,7 @@ JSON_TYPES = frozenset({b"application/json"})
 
 
 class ServiceState(Protocol):
-    """What the guard asks of the running service (`traffic_forecast.service`)."""
+    """What the guard asks of the running service (`traffic_forecast.serving.service`)."""
 
     version: str
     max_body_bytes: int

@@ -1,8 +1,10 @@
 """``traffic-forecast package``: save the trained model into the BentoML model store, traceably.
 
-The model's labels say where it came from (git commit, data version, config hash) and how it
-backtested (MASE, against the baseline's), so ``bentoml models list`` answers "which data and
-code made the model that is serving" without opening it. Serving then loads only this folder.
+The model's labels say where it came from (the git commit it was packaged at, data version,
+config hash) and how it backtested (MASE, against the baseline's), so ``bentoml models list``
+answers "which data and code made the model that is serving" without opening it. The commit is
+a label, not part of the model card: the card is a DVC output, the same bytes at every commit
+that trains the same model. Serving then loads only this folder.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ from typing import Any
 
 import bentoml
 
-from traffic_forecast.cli import run_stage
-from traffic_forecast.config import Config, load_config
-from traffic_forecast.lineage import config_hash
+from traffic_forecast.core import command
+from traffic_forecast.core.config import Config
+from traffic_forecast.core.lineage import config_hash, git_commit
+from traffic_forecast.core.settings import load_config
 from traffic_forecast.serving import artifacts
 
 log = logging.getLogger(__name__)
 
 
-def labels(card: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
-    """BentoML labels (strings) from the model card and the backtest metrics."""
+def labels(card: dict[str, Any], metrics: dict[str, Any], commit: str) -> dict[str, str]:
+    """BentoML labels (strings): the commit, and lineage from the model card and the metrics."""
 
     def text(value: Any) -> str:
         return (
@@ -39,7 +42,7 @@ def labels(card: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
         )
 
     return {
-        "git_commit": text(card.get("git_commit")),
+        "git_commit": commit,
         "data_version": text(card.get("data_version")),
         "config_hash": text(card.get("config_hash") or config_hash(card.get("config", {}))),
         "model": text(card.get("model")),
@@ -64,16 +67,15 @@ def save(cfg: Config) -> str:
             "interval_method": loaded.intervals.get("method"),
         }
         with bentoml.models.create(
-            cfg.serving.model_name, labels=labels(loaded.card, loaded.metrics), metadata=metadata
+            cfg.serving.model_name,
+            labels=labels(loaded.card, loaded.metrics, git_commit()),
+            metadata=metadata,
         ) as model:
             shutil.copytree(staging, model.path, dirs_exist_ok=True)
     return str(model.tag)
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="traffic-forecast package", description=__doc__)
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (default: params.yaml)")
-    args = parser.parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
     tag = save(load_config(args.overrides))
     home = os.environ.get("BENTOML_HOME", "~/bentoml")
     log.info("saved %s in the BentoML model store (%s)", tag, home)
@@ -81,8 +83,8 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command."""
-    return run_stage(_main, argv)
+    """``traffic-forecast package [overrides…]``."""
+    return command.run(command.parser("package", __doc__), _run, argv)
 
 
 if __name__ == "__main__":

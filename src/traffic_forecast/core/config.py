@@ -1,0 +1,350 @@
+"""Typed configuration: the schema of ``conf/``, so a misspelt or unknown key fails at once.
+
+Every setting a command reads is merged into the dataclasses below (`to_typed`) before any data
+is read; `traffic_forecast.core.settings` is the one loader that gathers them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from traffic_forecast.core.errors import ConfigError
+
+FILL_GAPS = ("none", "zero")
+DATA_SOURCES = ("simulator", "external")
+HOLIDAY_CALENDARS = ("us_federal", "none")
+WEEK_HOURS = 168
+# sktime's "no-update_params" is left out: the default model's AR step cannot predict from a
+# cutoff it was not fitted at (statsmodels refuses), so it would fail mid-backtest.
+BACKTEST_STRATEGIES = ("refit", "update")
+INTERVAL_METHODS = ("native", "conformal")
+
+
+@dataclass
+class PathsConfig:
+    """Where stages read and write, relative to the repository root."""
+
+    raw_dir: str = "data/raw"
+    validated_dir: str = "data/validated"
+    features_dir: str = "data/features"
+    model_dir: str = "models"
+    reports_dir: str = "reports"
+
+
+@dataclass
+class SimulatorConfig:
+    """The knobs of the example-data simulator that a user is expected to turn."""
+
+    seed: int = 20240101
+    start: str = "2024-01-01"
+    end: str = "2025-06-30 23:00"
+    drift_start: str = "2025-07-01"
+    drift_end: str = "2025-09-30 23:00"
+
+
+@dataclass
+class DataConfig:
+    """Which raw files to read and how their columns map onto the pipeline's names."""
+
+    name: str = "example"
+    source: str = "simulator"  # simulator: data.dvc can be regenerated; external: it cannot
+    traffic_file: str = "data/raw/traffic.csv"
+    timestamp_column: str = "timestamp"
+    hour_column: str | None = None  # set when the hour sits in its own column (date + hour)
+    target_column: str = "sessions"
+    event_columns: list[str] = field(default_factory=list)  # 0/1 flags in the traffic file
+    sale_events_file: str | None = "data/raw/sale_events.csv"
+    infrastructure_file: str | None = "data/raw/infrastructure.csv"
+    sale_kinds: list[str] = field(default_factory=list)
+    strict_columns: bool = True  # False: ignore columns the config does not name
+    fill_gaps: str = "none"  # none: report gaps; zero: fill missing hours with 0, and say so
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+
+    def __post_init__(self) -> None:
+        if self.fill_gaps not in FILL_GAPS:
+            raise ConfigError(f"data.fill_gaps={self.fill_gaps!r}: choose one of {FILL_GAPS}")
+        if self.source not in DATA_SOURCES:
+            raise ConfigError(f"data.source={self.source!r}: choose one of {DATA_SOURCES}")
+
+
+@dataclass
+class FeaturesConfig:
+    """The exogenous features of the model-ready frame (history and horizon alike)."""
+
+    horizon: int = 168  # hours of future features built past the last observed hour
+    holidays: str = "us_federal"  # public-holiday calendar: us_federal or none
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.horizon <= WEEK_HOURS:
+            raise ConfigError(
+                f"features.horizon={self.horizon}: must be 1 to {WEEK_HOURS} hours (the "
+                "same-hour-last-week feature is only known that far ahead)"
+            )
+        if self.holidays not in HOLIDAY_CALENDARS:
+            raise ConfigError(
+                f"features.holidays={self.holidays!r}: choose one of {HOLIDAY_CALENDARS}"
+            )
+
+
+@dataclass
+class ModelConfig:
+    """A forecaster: a ``_target_`` block that Hydra instantiates, and what it needs."""
+
+    name: str = MISSING
+    forecaster: dict[str, Any] = MISSING
+    uses_exog: bool = False  # fit/predict with the calendar and sale features as X
+    # native: the forecaster's own predict_interval; conformal: calibrated on backtest residuals
+    intervals: str = "conformal"
+
+    def __post_init__(self) -> None:
+        if self.intervals not in INTERVAL_METHODS:
+            raise ConfigError(
+                f"{self.name}: intervals={self.intervals!r}: choose one of {INTERVAL_METHODS}"
+            )
+
+
+@dataclass
+class BacktestConfig:
+    """The rolling-origin backtest: the same folds for the model and the baseline."""
+
+    horizon: int = 24
+    n_folds: int = 26
+    step_hours: int = 168
+    coverage: float = 0.9  # prediction-interval coverage scored in the backtest
+    strategy: str = "refit"  # sktime evaluate: refit, update or no-update_params
+    backend: str | None = None  # sktime evaluate backend: null, loky, multiprocessing, dask
+    n_jobs: int = 1
+
+    def __post_init__(self) -> None:
+        if min(self.horizon, self.n_folds, self.step_hours) < 1:
+            raise ConfigError("backtest.horizon, n_folds and step_hours must all be at least 1")
+        if not 0.0 < self.coverage < 1.0:
+            raise ConfigError(f"backtest.coverage={self.coverage}: must lie in (0, 1)")
+        if self.strategy not in BACKTEST_STRATEGIES:
+            raise ConfigError(
+                f"backtest.strategy={self.strategy!r}: choose one of {BACKTEST_STRATEGIES}"
+            )
+
+
+@dataclass
+class ExplainConfig:
+    """Permutation importance of feature groups on the last ``holdout_hours`` of history."""
+
+    holdout_hours: int = 168
+    repeats: int = 5
+
+    def __post_init__(self) -> None:
+        if self.holdout_hours < 1 or self.repeats < 1:
+            raise ConfigError("explain.holdout_hours and explain.repeats must be at least 1")
+
+
+@dataclass
+class GateConfig:
+    """Pass/fail thresholds for a pull request's metrics."""
+
+    max_mase_regression_pct: float = 2.0
+    max_sale_error_regression_pct: float = 5.0
+    must_beat_baseline: bool = True
+    override_label: str = "gate-override"
+    require_current_lock: bool = True  # dvc.lock must record the PR's code, params and data
+
+
+@dataclass
+class CapacityConfig:
+    """How forecasts become instances: capacity learnt from the infrastructure table."""
+
+    window_hours: int = 672  # learn per-instance capacity from the last four weeks
+    min_cpu: float = 0.2  # hours with less CPU measure noise, not load
+    target_utilisation: float = 0.6  # size the fleet to keep CPU at this level
+
+    def __post_init__(self) -> None:
+        if self.window_hours < 1:
+            raise ConfigError(f"capacity.window_hours={self.window_hours}: must be at least 1")
+        if not 0.0 <= self.min_cpu < 1.0:
+            raise ConfigError(f"capacity.min_cpu={self.min_cpu}: must lie in [0, 1)")
+        if not 0.0 < self.target_utilisation <= 1.0:
+            raise ConfigError(
+                f"capacity.target_utilisation={self.target_utilisation}: must lie in (0, 1]"
+            )
+
+
+@dataclass
+class ServingConfig:
+    """The HTTP service: model name in the BentoML store, request limits, the what-if budget."""
+
+    model_name: str = "traffic-forecast"  # the BentoML model (and Bento) name
+    default_horizon: int = 24
+    default_coverage: float = 0.9  # prediction-interval coverage when a request names none
+    what_if_budget_ms: int = 1000  # a what-if taking longer is answered by the fallback
+    max_events: int = 20  # planned sale events in one what-if request
+    max_body_bytes: int = 65536  # larger request bodies get 413
+    prediction_log_max_bytes: int = 100 * 2**20  # rotate the prediction log at this size
+    prediction_log_backups: int = 5
+    fast_path: bool = True  # default-scenario answers sent from memory, past BentoML's handler
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.default_horizon <= WEEK_HOURS:
+            raise ConfigError(f"serving.default_horizon={self.default_horizon}: 1 to {WEEK_HOURS}")
+        if not 0.0 < self.default_coverage < 1.0:
+            raise ConfigError(f"serving.default_coverage={self.default_coverage}: in (0, 1)")
+        if min(self.what_if_budget_ms, self.max_events, self.max_body_bytes) < 1:
+            raise ConfigError(
+                "serving.what_if_budget_ms, max_events and max_body_bytes must be at least 1"
+            )
+
+
+@dataclass
+class ValidationGateConfig:
+    """Deploy gate: the new model's error on fresh actuals against the live model's."""
+
+    actuals_file: str = "data/fresh/traffic.csv"  # hourly actuals newer than the training data
+    hours: int = 168  # score at most the most recent this many hours
+    tolerance_pct: float = 5.0  # the new model's MAE may exceed the live one's by this much
+    required: bool = False  # True: no fresh actuals (or none after both origins) fails the gate
+
+    def __post_init__(self) -> None:
+        if self.hours < 1 or self.tolerance_pct < 0:
+            raise ConfigError("deploy.validation.hours >= 1 and tolerance_pct >= 0 required")
+
+
+@dataclass
+class ShadowConfig:
+    """Mirror live traffic to the new colour, then compare the two colours' answers."""
+
+    enabled: bool = False
+    seconds: float = 10.0
+    max_diff_pct: float = 50.0  # mean |new - live| / live of the compared forecasts
+
+
+@dataclass
+class CanaryConfig:
+    """Shift traffic in weighted steps, aborting when the new colour errs or slows down."""
+
+    enabled: bool = False
+    steps: list[int] = field(default_factory=lambda: [5, 25, 100])  # percent to the new colour
+    step_seconds: float = 10.0
+    max_error_rate: float = 0.01  # 5xx share of the new colour's answers during a step
+    max_p99_ms: float = 500.0  # the new colour's p99 through the router during a step
+    min_requests: int = 0  # fewer answers in a step: not enough to judge, which fails it
+
+    def __post_init__(self) -> None:
+        if not self.steps or self.steps[-1] != 100 or sorted(self.steps) != self.steps:
+            raise ConfigError(f"deploy.canary.steps={self.steps}: increasing, ending at 100")
+        if any(not 0 < step <= 100 for step in self.steps):
+            raise ConfigError(f"deploy.canary.steps={self.steps}: each in (0, 100]")
+
+
+@dataclass
+class DeployConfig:
+    """Blue/green on one machine: nginx in front of two `bentoml serve` slots."""
+
+    state_dir: str = ".deploy"  # nginx prefix, config, logs and the state file
+    host: str = "127.0.0.1"
+    router_port: int = 8080
+    blue_port: int = 3001
+    green_port: int = 3002
+    ready_timeout_s: float = 180.0
+    confirm_timeout_s: float = 30.0
+    rollback_window_s: float = 600.0  # the old colour keeps running this long after a switch
+    stop_timeout_s: float = 30.0  # graceful stop of a colour, then SIGKILL
+    smoke_horizon: int = 24
+    nginx: str = "nginx"
+    nginx_directives: list[str] = field(default_factory=list)  # extra `server` directives
+    validation: ValidationGateConfig = field(default_factory=ValidationGateConfig)
+    shadow: ShadowConfig = field(default_factory=ShadowConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
+    # Kubernetes (Argo Rollouts) manifests, generated from this same config
+    image: str = "traffic-forecast:latest"
+    replicas: int = 2
+
+
+@dataclass
+class MonitorConfig:
+    """Drift and decay thresholds, and where new actuals and the prediction logs are."""
+
+    actuals_dir: str = "data/incoming"  # new raw tables (the files of data/raw), as they arrive
+    prediction_logs: str = ""  # glob of the served forecasts; empty: the deployed colours' logs
+    reference_weeks: int = 4  # the end of the training data compared with the recent actuals
+    recent_weeks: int = 4  # the newest actuals compared (at most)
+    level_shift_pct: float = 15.0
+    profile_shift: float = 0.10  # mean |difference| of the normalised hour-of-week profiles
+    capacity_shift_pct: float = 5.0
+    error_increase_pct: float = 50.0  # realised MAE vs the backtest's
+    coverage_drop_pp: float = 15.0  # interval coverage below nominal by more than this
+    min_hours: int = 24  # fewer forecast hours with actuals: the quality checks wait
+    retrain_every_days: int = 28  # propose a retrain once actuals reach this far past training
+
+    def __post_init__(self) -> None:
+        if min(self.reference_weeks, self.recent_weeks, self.min_hours) < 1:
+            raise ConfigError("monitor.reference_weeks, recent_weeks, min_hours must be >= 1")
+
+
+@dataclass
+class Config:
+    """Every setting: the pipeline's (``params.yaml``) and what follows it (``conf/ops.yaml``)."""
+
+    # the pipeline (conf/config.yaml, composed into params.yaml): the stages' DVC params
+    seed: int = 42
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    baseline: ModelConfig = field(default_factory=ModelConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    # after the pipeline (conf/ops.yaml): no stage reads these, DVC does not track them
+    gate: GateConfig = field(default_factory=GateConfig)
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+
+PIPELINE_SECTIONS = (
+    "seed",
+    "paths",
+    "data",
+    "features",
+    "model",
+    "baseline",
+    "backtest",
+    "explain",
+)
+OPS_SECTIONS = ("gate", "capacity", "serving", "deploy", "monitor")
+
+
+def to_typed(raw: DictConfig | dict[str, Any], *, origin: str) -> Config:
+    """Merge a raw config into the schema; unknown keys and wrong types raise `ConfigError`."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
+        typed = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        reason = str(exc.msg).splitlines()[0]  # OmegaConf appends full_key/type lines
+        key = getattr(exc, "full_key", None)
+        section = None if key else _misplaced_section(raw)
+        if section:
+            key, reason = (
+                section,
+                (
+                    f"it is a section, not a value: choose an option with {section}=<option> "
+                    f"(for the baseline: model@baseline=<model>); {reason}"
+                ),
+            )
+        raise ConfigError(f"{origin}: setting '{key or '?'}' is invalid: {reason}") from None
+    assert isinstance(typed, Config)
+    return typed
+
+
+def _misplaced_section(raw: DictConfig | dict[str, Any]) -> str | None:
+    # `baseline=theta` sets a whole section to a string; OmegaConf then reports no key.
+    for name, spec in Config.__dataclass_fields__.items():
+        if dataclasses.is_dataclass(spec.default_factory) and not isinstance(
+            raw.get(name, {}), dict | DictConfig
+        ):
+            return name
+    return None
