@@ -26,7 +26,7 @@ from traffic_forecast.core.config import Config
 from traffic_forecast.deploy import cli as deploy_cli
 from traffic_forecast.deploy import rollout, slots
 from traffic_forecast.deploy.router import Route, Router
-from traffic_forecast.deploy.state import DeployError, load
+from traffic_forecast.deploy.state import DeployError, RouterAddress, load
 from traffic_forecast.serving import artifacts, bento, predictions
 from traffic_forecast.serving.guard import VERSION_HEADER
 
@@ -138,11 +138,30 @@ def test_gate_check_runs_the_gates_against_urls(
 ) -> None:
     """What Argo Rollouts' analysis Jobs run (deploy/kubernetes/), here against blue itself."""
     blue = f"http://{blue_live.deploy.host}:{blue_live.deploy.blue_port}"
-    assert deploy_cli.main(["gate-check", "--new", blue, "--live", blue]) == 0
+    assert deploy_cli.gate_check_main(["--new", blue, "--live", blue]) == 0
     out = capsys.readouterr().out
     assert "smoke: " in out
     assert "validation: no fresh actuals" in out
-    assert deploy_cli.main(["gate-check", "--new", f"http://{blue_live.deploy.host}:1"]) == 1
+    assert deploy_cli.gate_check_main(["--new", f"http://{blue_live.deploy.host}:1"]) == 1
+
+
+def test_the_state_records_where_the_router_listens(blue_live: Config, bentos: Bentos) -> None:
+    # Another config (ports changed since the deploy, or a make target without ARGS) still
+    # talks to what runs: the address recorded in state.json.
+    elsewhere = dataclasses.replace(
+        blue_live.deploy, router_port=free_port(), blue_port=free_port(), green_port=free_port()
+    )
+    moved = dataclasses.replace(blue_live, deploy=elsewhere)
+    state = load(Path(blue_live.deploy.state_dir))
+    assert state.router == RouterAddress(blue_live.deploy.host, blue_live.deploy.router_port)
+
+    report = rollout.status(moved)
+    assert report["router"] == {"url": _router(blue_live), "running": True}
+    assert report["colours"]["blue"]["ready"]
+    assert "answers from blue" in rollout.verify(moved)
+    with pytest.raises(DeployError, match="undeploy"):
+        rollout.deploy(bentos.v2, moved)  # refused before anything starts
+    _still_blue(blue_live, bentos)
 
 
 # --- a failing green leaves blue serving ------------------------------------------------------
@@ -164,12 +183,13 @@ def _failing(
 
 
 def test_a_green_that_never_becomes_ready(blue_live: Config, bentos: Bentos) -> None:
-    quick = dataclasses.replace(blue_live.deploy, ready_timeout_s=25)
+    # Its model fails the self-check, so /readyz never answers 200: the timeout path.
+    quick = dataclasses.replace(blue_live.deploy, ready_timeout_s=12)
     _failing(
         dataclasses.replace(blue_live, deploy=quick),
         bentos,
         bentos.broken,
-        "was not ready after 25 s",
+        "was not ready after 12 s",
     )
 
 

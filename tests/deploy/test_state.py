@@ -6,11 +6,25 @@ from pathlib import Path
 
 import pytest
 
-from traffic_forecast.deploy.state import DeployError, Slot, State, load, locked, other, save
+from traffic_forecast.core.config import DeployConfig
+from traffic_forecast.deploy.state import (
+    DeployError,
+    RouterAddress,
+    Slot,
+    State,
+    load,
+    locked,
+    other,
+    save,
+)
 
 
 def test_the_state_survives_a_round_trip(tmp_path: Path) -> None:
-    state = State("green", {"green": Slot("tf:b2", "tf:m2", 3002, 42, 1.5)})
+    state = State(
+        "green",
+        {"green": Slot("tf:b2", "tf:m2", 3002, 42, 1.5)},
+        router=RouterAddress("127.0.0.1", 8080),
+    )
     state.record(action="deploy", ok=True, bento="tf:b2")
     save(tmp_path, state)
     again = load(tmp_path)
@@ -39,3 +53,14 @@ def test_a_second_deploy_fails_at_once_while_one_holds_the_lock(tmp_path: Path) 
         pass
     with locked(tmp_path, wait=False):  # released: free again
         pass
+
+
+def test_the_recorded_router_address_wins_over_the_config() -> None:
+    state = State(router=RouterAddress("127.0.0.1", 8080))
+    configured = DeployConfig(router_port=9090)
+
+    assert state.deployed(configured).router_port == 8080
+    with pytest.raises(DeployError, match=r"listens on 127\.0\.0\.1:8080.*undeploy"):
+        state.deployed(configured, for_deploy=True)
+    assert state.deployed(DeployConfig(router_port=8080), for_deploy=True).router_port == 8080
+    assert State().deployed(configured, for_deploy=True) is configured  # nothing recorded yet

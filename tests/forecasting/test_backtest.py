@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.conftest import REPO_ROOT
 from traffic_forecast.core.config import BacktestConfig, Config
 from traffic_forecast.forecasting.backtest import run_backtest, splitter
 from traffic_forecast.pipeline import features, validate
@@ -62,3 +65,38 @@ def test_progress_shows_folds_on_a_terminal_and_stays_quiet_in_ci(
     backtest = dataclasses.replace(small_raw.backtest, n_folds=2, step_hours=48, backend=None)
     run_backtest(small_raw.baseline, small_history, backtest, setting="baseline", intervals=False)
     assert ("fold 2 of 2" in terminal.getvalue()) is shown
+
+
+_LOKY_BACKTEST = """
+import dataclasses, sys
+import pandas as pd
+from traffic_forecast.core.settings import load_config
+from traffic_forecast.forecasting import backtest as module
+if sys.argv[2] == "without-initializer":
+    module.quiet_worker = lambda: None  # the control: workers as sktime leaves them
+cfg = load_config(params_file=None)
+folds = dataclasses.replace(cfg.backtest, n_folds=4, step_hours=48, backend="loky", n_jobs=2)
+history = pd.read_parquet(sys.argv[1])
+module.run_backtest(cfg.model, history, folds, setting="model", intervals=False)
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "announced"), [("as-configured", False), ("without-initializer", True)]
+)
+def test_backtest_workers_drop_sktimes_announcement_at_the_source(
+    how: str, announced: bool, small_history: pd.DataFrame, tmp_path: Path
+) -> None:
+    history = tmp_path / "history.parquet"
+    small_history.to_parquet(history)
+
+    done = subprocess.run(
+        [sys.executable, "-c", _LOKY_BACKTEST, str(history), how],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+
+    assert ("remember_data" in done.stderr) is announced, done.stderr[-2000:]

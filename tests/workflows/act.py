@@ -25,7 +25,10 @@ from tests.repos import GIT_IDENTITY, git
 STANDINS = Path(__file__).parent / "standins"
 ACT = Path(sys.executable).parent / "act"
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40})\b", re.MULTILINE)
-STEP_RESULT = re.compile(r"(✅  Success|❌  Failure) - Main (.+?)(?: \[[\d.]+\w*\])?$", re.M)
+# A step's result line ends with its duration: [845ms], [12.3s], [1m2.24s], [1h0m3s].
+STEP_RESULT = re.compile(
+    r"(✅  Success|❌  Failure) - Main (.+?)(?: \[(?:\d+h)?(?:\d+m)?[\d.]+m?s\])?$", re.M
+)
 # act prints a step's summary as "⚙  Summary - <markdown>", up to the next prefixed log line.
 SUMMARY = re.compile(r"⚙  Summary - (.*?)(?=^\[[^\]\n]+\] )", re.DOTALL | re.MULTILINE)
 REPOSITORY = "acme/traffic-forecast"  # what act takes `github.repository` from (origin's URL)

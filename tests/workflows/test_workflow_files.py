@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tests.workflows.act import local_repositories
+from tests.workflows.act import ActRun, local_repositories
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40}$")
@@ -93,3 +93,12 @@ def test_every_pinned_action_has_an_offline_stand_in(path: Path) -> None:
     mapped = local_repositories(path)  # raises, naming the action, where one is missing
     uses = {step["uses"] for step in _steps(_load(path)) if "uses" in step}
     assert len(mapped) == 2 * len(uses)
+
+
+@pytest.mark.parametrize(
+    "duration", ["845ms", "12.3s", "1m2.24s", "1h0m3.5s"], ids=["ms", "s", "minutes", "hours"]
+)
+def test_a_step_result_is_read_whatever_its_duration(duration: str) -> None:
+    line = f"[release/deploy] ❌  Failure - Main Deploy blue/green [{duration}]\n"
+    run = ActRun(returncode=1, output=line, seconds=0.0)
+    assert run.steps == {"Deploy blue/green": False}

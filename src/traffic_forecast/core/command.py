@@ -34,24 +34,32 @@ def configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
 
 
-def parser(name: str, doc: str | None, *, overrides: bool = True) -> argparse.ArgumentParser:
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser; Hydra overrides, when it takes them, come after its own arguments."""
+
+    def __init__(self, name: str, doc: str | None, *, overrides: bool) -> None:
+        super().__init__(
+            prog=f"{PROG} {name}",
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        self.takes_overrides = overrides
+        self.set_defaults(overrides=[])
+
+
+def parser(name: str, doc: str | None, *, overrides: bool = True) -> CommandParser:
     """The parser of ``traffic-forecast <name>``, described by ``doc`` (a module docstring)."""
-    made = argparse.ArgumentParser(
-        prog=f"{PROG} {name}",
-        description=doc,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    if overrides:
-        made.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDES_HELP)
-    return made
+    return CommandParser(name, doc, overrides=overrides)
 
 
 def run(
-    made: argparse.ArgumentParser,
+    made: CommandParser,
     body: Callable[[argparse.Namespace], int],
     argv: list[str] | None,
 ) -> int:
     """Parse ``argv`` (default: the process's), run ``body``; its exit code, or the error's."""
+    if made.takes_overrides:  # last: a positional argument of the command goes before them
+        made.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDES_HELP)
     try:
         args = made.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as done:  # --help (0) or a usage error (2), already printed

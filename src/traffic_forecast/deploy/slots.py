@@ -67,7 +67,7 @@ def log_path(state_dir: Path, colour: str) -> Path:
     return state_dir / "logs" / f"{colour}.log"
 
 
-def _fresh_log(path: Path) -> Path:
+def fresh_log(path: Path) -> Path:
     """Start ``path`` empty, keeping the last one beside it: an error quotes this start only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file():
@@ -89,7 +89,7 @@ def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> Slot:
     if not port_free(cfg.host, port):
         raise DeployError(f"port {port} for {colour} is taken by another process")
     model = model_of(bento)  # also fails early on a Bento that is not in the store
-    path = _fresh_log(log_path(state_dir, colour))
+    path = fresh_log(log_path(state_dir, colour))
     env = {
         **os.environ,
         "BENTOML_DO_NOT_TRACK": "True",

@@ -86,7 +86,8 @@ def closure(module: str, root: Path = SOURCE_ROOT) -> set[Path]:
 
 def stage_deps(stage: str, root: Path = SOURCE_ROOT) -> list[str]:
     """The code dependencies of a stage, as ``dvc.yaml`` lists them (sorted POSIX paths)."""
-    return sorted(path.as_posix() for path in closure(STAGE_MODULE.format(stage=stage), root))
+    files = closure(STAGE_MODULE.format(stage=stage), root)
+    return sorted((Path(root.name) / path.relative_to(root)).as_posix() for path in files)
 
 
 def _is_code(dep: str) -> bool:
@@ -105,7 +106,7 @@ def expected(dvc_yaml: dict[str, object], root: Path = SOURCE_ROOT) -> dict[str,
     return wanted
 
 
-def sync(path: Path = DVC_YAML, *, write: bool = True) -> list[str]:
+def sync(path: Path = DVC_YAML, *, write: bool = True, root: Path = SOURCE_ROOT) -> list[str]:
     """The stages whose code deps differ from their imports; rewritten in place when ``write``.
 
     Comments and layout of ``dvc.yaml`` are kept (a round-trip YAML parser).
@@ -116,7 +117,7 @@ def sync(path: Path = DVC_YAML, *, write: bool = True) -> list[str]:
     yaml.indent(mapping=2, sequence=4, offset=2)
     document = yaml.load(path.read_text(encoding="utf-8"))
     changed = []
-    for name, deps in expected(document).items():
+    for name, deps in expected(document, root).items():
         current = document["stages"][name].get("deps", [])
         if [str(dep) for dep in current] != deps:
             changed.append(name)
