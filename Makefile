@@ -36,8 +36,14 @@ help: ## List the targets
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet uv==$(UV_VERSION)
 
+# Bytecode: where Python may not write it (PYTHONDONTWRITEBYTECODE, as on these machines),
+# compile every package once at install (pyproject: compile-bytecode), or each process imports
+# from source (sktime and sklearn: seconds each). Elsewhere (GitHub's runners) Python writes it
+# on first import, which costs less than compiling every installed package (about 25 s).
+UV_SYNC_FLAGS := $(if $(PYTHONDONTWRITEBYTECODE),,--no-compile-bytecode)
+
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked $(UV_SYNC_FLAGS)
 	touch $@
 
 .PHONY: install
@@ -186,13 +192,18 @@ system-deps: ## Install the Debian packages the tests start (nginx-light, wrk) i
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Two passes: tests that start no server and run no workflow on 2 workers; then those that
+# do (marker `serial`), one at a time within each group (act, servers), the two groups side by
+# side. Exit code 5 is "no test selected" (PYTEST_ARGS may pick tests of one pass only).
+PYTEST := $(BIN)/pytest -n 2
 .PHONY: test
 test: install system-deps ## Install and run every test, slow ones included (what CI runs)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(PYTEST) -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PYTEST) --dist loadgroup -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 .PHONY: test-fast
 test-fast: install system-deps ## Run the tests that start no server and no workflow
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install ## ruff, mypy (strict on src/), zizmor and actionlint on the workflows

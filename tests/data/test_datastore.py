@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+from traffic_forecast.data.datastore import RECORD_VERSION
 
 DATA_DVC = "data.dvc"
 RAW = Path("data/raw")
@@ -201,6 +202,11 @@ def test_changed_simulator_output_fails_with_how_to_make_it_the_version(tmp_path
     remote = tmp_path / "remote"
     repo = _clone(tmp_path / "clone", remote)
     result = _data(repo, "data.simulator.seed=7")
-    _assert_clean_failure(result, "does not hash to the version data.dvc names", "dvc add")
+    _assert_clean_failure(result, "does not hash to the version data.dvc names", RECORD_VERSION)
     assert _status(repo) != {}
     assert not remote.exists() or not _remote_objects(remote)  # nothing wrong was pushed
+    # What the message says to do makes the regenerated data the version data.dvc names.
+    venv = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    subprocess.run(["bash", "-c", RECORD_VERSION], cwd=repo, env={**ENV, **venv}, check=True)
+    assert _status(repo) == {}
+    assert _remote_objects(remote)

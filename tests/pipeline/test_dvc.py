@@ -3,23 +3,27 @@
 One clone per module (``dvc repro`` of the whole pipeline takes most of a minute): it gets its
 own empty remote (``dvc remote modify --local storage url …``), ``traffic-forecast data``
 regenerates data/raw and pushes it there, and ``dvc repro`` runs once. The tests then run DVC
-in that clone as a user would. Stages run ``python -m traffic_forecast.pipeline.<stage>``:
-``PYTHONPATH`` points them at the clone's own ``src/``, not at the editable install of the
-working tree, so what DVC hashes is what runs.
+in that clone as a user would, with the commands the README shows. Stages run ``python -m
+traffic_forecast.pipeline.<stage>``: ``PYTHONPATH`` points them at the clone's own ``src/``, not
+at the editable install of the working tree, so what DVC hashes is what runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import REPO_ROOT
 
@@ -82,11 +86,11 @@ def _env(repo: Path) -> dict[str, str]:
     }
 
 
-def _run(repo: Path, *args: str) -> Run:
+def _run(repo: Path, *args: str, env: dict[str, str] | None = None) -> Run:
     result = subprocess.run(
         args,
         cwd=repo,
-        env=_env(repo),
+        env={**_env(repo), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -95,10 +99,24 @@ def _run(repo: Path, *args: str) -> Run:
     return Run(args, result.returncode, result.stdout)
 
 
-def _dvc(repo: Path, *args: str, check: bool = True) -> Run:
-    run = _run(repo, sys.executable, "-m", "dvc", *args)
+def _dvc(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> Run:
+    run = _run(repo, sys.executable, "-m", "dvc", *args, env=env)
     assert not check or run.returncode == 0, run.tail()
     return run
+
+
+def _shell(repo: Path, command: str, **placeholders: str) -> Run:
+    """A command as the README shows it (``<exp>``-style placeholders filled), run by bash."""
+    for name, value in placeholders.items():
+        command = command.replace(f"<{name}>", value)
+    run = _run(repo, "bash", "-c", command)
+    assert run.returncode == 0, run.tail()
+    return run
+
+
+def _git_status(repo: Path) -> str:
+    """``git status --porcelain``: empty when the checkout is exactly what was committed."""
+    return _run(repo, "git", "status", "--porcelain").output.strip()
 
 
 def _status(repo: Path) -> dict[str, Any]:
@@ -167,7 +185,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     data = _run(repo, sys.executable, "-m", "traffic_forecast.cli", "data")
     assert data.returncode == 0, data.tail()
     status_before = _status(repo)
-    repro = _dvc(repo, "repro")
+    repro = _dvc(repo, "repro", env={"PYTHONHASHSEED": "1"})
     metrics = json.loads((repo / METRICS).read_text(encoding="utf-8"))
     return Pipeline(repo, status_before, repro, _status(repo), metrics)
 
@@ -198,6 +216,24 @@ def test_repro_brings_the_pipeline_up_to_date_and_the_model_beats_the_baseline(
 
 
 @pytest.mark.slow
+def test_a_fresh_clone_reproduces_the_committed_outputs_byte_for_byte(pipeline: Pipeline) -> None:
+    # dvc.lock (every output's hash), params.yaml and the reports in git: all as committed.
+    assert _git_status(pipeline.repo) == "", pipeline.repro.tail()
+
+
+@pytest.mark.slow
+def test_retraining_in_a_process_with_another_hash_seed_changes_no_byte(
+    pipeline: Pipeline,
+) -> None:
+    lock = (pipeline.repo / "dvc.lock").read_bytes()
+    again = _dvc(pipeline.repo, "repro", "--force", "--single-item", "train",
+                 env={"PYTHONHASHSEED": "2"})  # fmt: skip
+    assert again.ran == ["train"], again.tail()
+    assert (pipeline.repo / "dvc.lock").read_bytes() == lock
+    assert _git_status(pipeline.repo) == ""
+
+
+@pytest.mark.slow
 def test_second_repro_runs_nothing(pipeline: Pipeline) -> None:
     lock = (pipeline.repo / "dvc.lock").read_bytes()
     again = _dvc(pipeline.repo, "repro")
@@ -209,23 +245,44 @@ def test_second_repro_runs_nothing(pipeline: Pipeline) -> None:
 
 @dataclass(frozen=True)
 class Experiments:
-    """``dvc exp run -S model=seasonal_naive``, ``dvc exp show``, then back to the default."""
+    """An experiment, compared, undone, applied and undone again, as the README shows it."""
 
     switched: Run
     shown: list[dict[str, Any]]
+    table: Run
     switched_back: Run
     metrics_back: dict[str, Any]
+    status_back: str
+    applied_model: str
+    returned: Run
+    status_returned: str
 
 
 @pytest.fixture(scope="module")
 def experiments(pipeline: Pipeline) -> Experiments:
     repo = pipeline.repo
     # Hydra composes conf/ with the override into params.yaml (.dvc/config: hydra enabled).
-    switched = _dvc(repo, "exp", "run", "-S", "model=seasonal_naive", check=False)
+    switched = _shell(repo, "dvc exp run -S model=seasonal_naive")
     shown = json.loads(_dvc(repo, "exp", "show", "--json").output)
+    table = _shell(repo, "dvc exp show --only-changed --drop Created --md")
     switched_back = _dvc(repo, "exp", "run", "-S", "model=gradient_boosting", check=False)
     metrics_back = json.loads((repo / METRICS).read_text(encoding="utf-8"))
-    return Experiments(switched, shown, switched_back, metrics_back)
+    status_back = _git_status(repo)
+    found = RAN_EXPERIMENT.search(switched.output)
+    _shell(repo, "dvc exp apply <exp>", exp=found[1] if found else "none")
+    applied_model = yaml.safe_load((repo / "params.yaml").read_text())["model"]["name"]
+    returned = _shell(repo, "git restore params.yaml dvc.lock reports && dvc checkout")
+    return Experiments(
+        switched,
+        shown,
+        table,
+        switched_back,
+        metrics_back,
+        status_back,
+        applied_model,
+        returned,
+        _git_status(repo),
+    )
 
 
 def _experiment(shown: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
@@ -274,6 +331,31 @@ def test_switching_back_to_the_default_model_reproduces_its_metrics(
     assert "evaluate" in back.ran, back.tail()  # the backtest ran again, not restored
     assert not {"validate", "features"} & set(back.ran), back.tail()
     assert experiments.metrics_back == pipeline.metrics
+    assert experiments.status_back == ""  # the model, card, lock and reports: byte for byte
+
+
+@pytest.mark.slow
+def test_exp_show_compares_only_metrics_and_the_pipelines_params(
+    experiments: Experiments,
+) -> None:
+    data = next(baseline["data"] for baseline in experiments.shown if baseline.get("data"))
+    assert set(data["metrics"]) == {METRICS.as_posix()}  # validation bookkeeping is no metric
+    params = data["params"]["params.yaml"]["data"]
+    assert not {"deploy", "serving", "monitor", "gate", "capacity"} & set(params)
+    header = experiments.table.output.splitlines()
+    columns = next(line for line in header if "Experiment" in line)
+    assert "model.name" in columns  # what differs between the experiments …
+    assert "data.traffic_file" not in columns  # … and not what they share (--only-changed)
+
+
+@pytest.mark.slow
+def test_an_experiment_is_applied_then_undone_with_the_committed_models_back(
+    pipeline: Pipeline, experiments: Experiments
+) -> None:
+    assert experiments.applied_model == "seasonal_naive"
+    assert experiments.status_returned == "", experiments.returned.tail()
+    assert _status(pipeline.repo) == {}  # models/ and data/ are the committed version again
+    assert (pipeline.repo / MODELS / "forecaster.zip").is_file()
 
 
 @pytest.mark.slow
@@ -306,3 +388,69 @@ def test_bad_data_stops_the_pipeline_before_training(pipeline: Pipeline) -> None
             (repo / path).write_bytes(kept[path][path.name])
         _dvc(repo, "checkout", "--force", str(DATA_DVC))
     assert _status(repo) == {}
+
+
+def _with_make(repo: Path) -> Path:
+    """The clone, ready for make: this tree's installed venv and uv stand in for `make install`."""
+    for folder in (".venv", ".tools"):
+        if (REPO_ROOT / folder).exists() and not (repo / folder).exists():
+            (repo / folder).symlink_to(REPO_ROOT / folder)
+    (repo / ".venv" / ".installed").touch()  # newer than the clone's pyproject.toml and uv.lock
+    return repo
+
+
+@pytest.mark.slow
+def test_make_repro_after_a_conf_edit_runs_what_changed(pipeline: Pipeline) -> None:
+    repo = _with_make(pipeline.repo)
+    weekly = repo / "conf" / "backtest" / "weekly.yaml"
+    text = weekly.read_text(encoding="utf-8")
+    weekly.write_text(text.replace("n_folds: 26", "n_folds: 25"), encoding="utf-8")
+    try:
+        run = _shell(repo, "make repro")
+        assert run.ran == ["evaluate"], run.tail()  # no other stage reads backtest.*
+        params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+        assert params["backtest"]["n_folds"] == 25
+        metrics = json.loads((repo / METRICS).read_text(encoding="utf-8"))
+        assert metrics["backtest"]["folds"] == 25
+    finally:
+        _shell(repo, "git checkout -- conf && git restore params.yaml dvc.lock reports")
+        _dvc(repo, "checkout")
+    assert _status(repo) == {}
+
+
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+YOUR_OWN_DATA = re.search(r"```yaml\n# conf/data/mine\.yaml\n(.*?)```", README, re.DOTALL)
+
+
+@pytest.mark.slow
+def test_your_own_data_is_selected_once_and_every_stage_and_the_card_use_it(
+    pipeline: Pipeline,
+) -> None:
+    # The README's steps, on 30 weeks of hourly requests in a CSV of the user's own shape.
+    repo = _with_make(pipeline.repo)
+    traffic = pd.read_csv(repo / TRAFFIC).head(30 * 168)
+    mine = traffic.rename(columns={"timestamp": "ts", "sessions": "requests"})
+    mine.to_csv(repo / "my.csv", index=False)
+    _shell(
+        repo,
+        "traffic-forecast validate data=csv data.traffic_file=my.csv "
+        "data.timestamp_column=ts data.target_column=requests",
+    )
+    assert YOUR_OWN_DATA is not None, "the README's conf/data/mine.yaml block"
+    (repo / "conf" / "data" / "mine.yaml").write_text(YOUR_OWN_DATA[1], encoding="utf-8")
+    shutil.move(repo / "my.csv", repo / "data" / "raw" / "mine.csv")
+
+    _shell(repo, "sed -i 's/- data: example/- data: mine/' conf/config.yaml")
+    _shell(repo, "dvc commit --force data.dvc && dvc push")
+    run = _shell(repo, "make repro")
+
+    assert run.ran == list(STAGES), run.tail()
+    card = json.loads((repo / MODELS / "model_card.json").read_text(encoding="utf-8"))
+    assert card["data"]["name"] == "mine"
+    digest = hashlib.md5((repo / "data/raw/mine.csv").read_bytes(), usedforsecurity=False)
+    assert card["data"]["files"]["data/raw/mine.csv"]["md5"] == digest.hexdigest()
+    tracked = yaml.safe_load((repo / DATA_DVC).read_text(encoding="utf-8"))["outs"][0]["md5"]
+    assert card["data_version"] == tracked  # the version data.dvc now names, with mine.csv
+    assert card["config"]["data"]["target_column"] == "requests"
+    metrics = json.loads((repo / METRICS).read_text(encoding="utf-8"))
+    assert metrics["model"]["mase"] < metrics["baseline"]["mase"]

@@ -27,8 +27,18 @@ ACT = Path(sys.executable).parent / "act"
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40})\b", re.MULTILINE)
 # A step's result line ends with its duration: [845ms], [12.3s], [1m2.24s], [1h0m3s].
 STEP_RESULT = re.compile(
-    r"(✅  Success|❌  Failure) - Main (.+?)(?: \[(?:\d+h)?(?:\d+m)?[\d.]+m?s\])?$", re.M
+    r"(✅  Success|❌  Failure) - Main (.+?)(?: \[((?:\d+h)?(?:\d+m)?[\d.]+(?:ms|µs|s))\])?$",
+    re.M,
 )
+DURATION_PART = re.compile(r"([\d.]+)(h|ms|µs|m|s)")
+UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "µs": 1e-6}
+
+
+def duration_seconds(text: str) -> float:
+    """``1m2.24s`` → 62.24: act's (Go's) way of printing a duration."""
+    return sum(float(value) * UNIT_SECONDS[unit] for value, unit in DURATION_PART.findall(text))
+
+
 # act prints a step's summary as "⚙  Summary - <markdown>", up to the next prefixed log line.
 SUMMARY = re.compile(r"⚙  Summary - (.*?)(?=^\[[^\]\n]+\] )", re.DOTALL | re.MULTILINE)
 REPOSITORY = "acme/traffic-forecast"  # what act takes `github.repository` from (origin's URL)
@@ -116,8 +126,22 @@ class ActRun:
         """Each step that ran (by its name in the log) and whether it succeeded."""
         return {
             name.strip(): result.startswith("✅")
-            for result, name in STEP_RESULT.findall(self.output)
+            for result, name, _ in STEP_RESULT.findall(self.output)
         }
+
+    @property
+    def step_seconds(self) -> dict[str, float]:
+        """How long each step that ran took."""
+        return {
+            name.strip(): duration_seconds(took)
+            for _, name, took in STEP_RESULT.findall(self.output)
+        }
+
+    def timing(self, steps: int = 4) -> str:
+        """The wall time and the slowest steps, for the test's printout."""
+        slowest = sorted(self.step_seconds.items(), key=lambda item: -item[1])[:steps]
+        shown = ", ".join(f"{name} {took:.0f} s" for name, took in slowest)
+        return f"act run: {self.seconds:.0f} s (slowest steps: {shown})"
 
     @property
     def summary(self) -> str:

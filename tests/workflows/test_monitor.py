@@ -20,7 +20,7 @@ import pytest
 from tests.repos import git, working_tree_repository
 from tests.workflows.act import REPOSITORY, ActRun, clone_for_act, run_workflow
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.xdist_group("act")]
 
 WORKFLOW = "monitor.yml"
 MONITOR_STEP = "Monitor (fails on a breached threshold)"
@@ -58,7 +58,7 @@ def _proposal(run: ActRun) -> dict[str, object]:
 
 def test_drift_fails_the_monitor_step_and_the_retrain_still_runs(scheduled_run: ActRun) -> None:
     run = scheduled_run
-    print(f"\nact run: {run.seconds:.0f} s")
+    print(f"\n{run.timing()}")
     assert run.returncode != 0, run.tail()  # the alert: a scheduled run that failed
     assert run.failed_steps() == [MONITOR_STEP], run.tail()
     assert run.steps["Retrain and open the pull request (cml pr create)"], run.tail()

@@ -20,6 +20,8 @@ import pytest
 from tests.repos import git, working_tree_repository
 from tests.workflows.act import ActRun, clone_for_act, pull_request_event, run_workflow
 
+pytestmark = [pytest.mark.serial, pytest.mark.xdist_group("act")]
+
 WORKFLOW = "pull-request.yml"
 WATERMARK = "--watermark-title=traffic-forecast report"
 LAGS_KEY = "model.forecaster.steps[3].forecaster.lags"
@@ -126,7 +128,7 @@ def test_a_regressing_model_change_gets_its_report_and_a_failing_gate(lags_pr: A
     assert run.returncode != 0, run.tail()
     assert run.failed_steps() == ["Gate"], run.tail()  # everything before the gate worked
     body = _comment(run)
-    print(f"\nact run: {run.seconds:.0f} s; report comment {len(body.encode()):,} bytes")
+    print(f"\n{run.timing()}; report comment {len(body.encode()):,} bytes")
     assert body.startswith("**❌ Gate failed:"), body[:300]
     assert "MASE +" in body.splitlines()[0]
     # The PR did not commit the dvc.lock of its change: the gate says so, naming the stages.
@@ -158,7 +160,7 @@ def test_a_pull_request_breaking_the_data_fails_at_validation_with_the_failure_t
     assert run.failed_steps() == ["Validate the data", "Gate"], run.tail()
     assert "Retrain and backtest (dvc repro)" not in run.steps  # training never started
     body = _comment(run)
-    print(f"\nact run: {run.seconds:.0f} s; report comment {len(body.encode()):,} bytes")
+    print(f"\n{run.timing()}; report comment {len(body.encode()):,} bytes")
     assert body.startswith("**❌ Data validation failed: training did not run**"), body[:300]
     row = _table_row(body, f"`{TRAFFIC.as_posix()}` | `sessions`")
     assert row[-1].startswith(f"{BAD_LINE} (`-5"), row  # the CSV line and its value

@@ -25,6 +25,8 @@ from traffic_forecast.core.config import Config
 from traffic_forecast.deploy import rollout
 from traffic_forecast.serving.guard import VERSION_HEADER
 
+pytestmark = [pytest.mark.serial, pytest.mark.xdist_group("act")]
+
 WORKFLOW = "release.yml"
 DEPLOY_CONF = Path("conf/deploy/default.yaml")
 
@@ -89,7 +91,7 @@ def release(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> It
 @pytest.mark.slow
 def test_a_push_to_release_builds_deploys_and_answers_through_the_router(release: Release) -> None:
     run = release.run
-    print(f"\nact run: {run.seconds:.0f} s")
+    print(f"\n{run.timing()}")
     assert run.returncode == 0, run.tail(80)
     assert run.failed_steps() == [], run.tail(80)
     for step in (
@@ -110,4 +112,4 @@ def test_a_push_to_release_builds_deploys_and_answers_through_the_router(release
     assert response.status_code == 200
     assert response.headers[VERSION_HEADER] == model
     assert len(response.json()["forecast"]) == 24
-    print(f"\nrelease workflow under act: {run.seconds:.0f} s")
+    print(f"\nrelease workflow under act: {run.timing()}")

@@ -95,10 +95,12 @@ def test_every_pinned_action_has_an_offline_stand_in(path: Path) -> None:
     assert len(mapped) == 2 * len(uses)
 
 
-@pytest.mark.parametrize(
-    "duration", ["845ms", "12.3s", "1m2.24s", "1h0m3.5s"], ids=["ms", "s", "minutes", "hours"]
-)
+SECONDS = {"845ms": 0.845, "12.3s": 12.3, "1m2.24s": 62.24, "1h0m3.5s": 3603.5}
+
+
+@pytest.mark.parametrize("duration", list(SECONDS), ids=["ms", "s", "minutes", "hours"])
 def test_a_step_result_is_read_whatever_its_duration(duration: str) -> None:
     line = f"[release/deploy] ❌  Failure - Main Deploy blue/green [{duration}]\n"
     run = ActRun(returncode=1, output=line, seconds=0.0)
     assert run.steps == {"Deploy blue/green": False}
+    assert run.step_seconds["Deploy blue/green"] == pytest.approx(SECONDS[duration])

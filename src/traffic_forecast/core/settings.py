@@ -82,23 +82,18 @@ def _is_group(override: Override, conf_dir: Path) -> bool:
 
 def _replace_sections(raw: DictConfig, groups: list[Override], conf_dir: Path) -> DictConfig:
     """Each group override's section, composed from ``conf/``, in place of the loaded one."""
+    for override in groups:
+        if (override.package or override.key_or_group) not in {*PIPELINE_SECTIONS, *OPS_SECTIONS}:
+            raise ConfigError(f"override {override.input_line}: no section takes that option")
+        if override.type == OverrideType.DEL:
+            raise ConfigError(f"override {override.input_line}: a section cannot be removed")
     for root, sections in ((PIPELINE_ROOT, PIPELINE_SECTIONS), (OPS_ROOT, OPS_SECTIONS)):
         mine = [o for o in groups if (o.package or o.key_or_group) in sections]
-        if not mine:
-            continue
-        composed = compose(root, [str(o.input_line) for o in mine], conf_dir)
-        for override in mine:
-            if override.type == OverrideType.DEL:
-                raise ConfigError(f"override {override.input_line}: a section cannot be removed")
-            package = override.package or override.key_or_group
-            raw[package] = composed[package]
-    unknown = [
-        o
-        for o in groups
-        if (o.package or o.key_or_group) not in {*PIPELINE_SECTIONS, *OPS_SECTIONS}
-    ]
-    if unknown:
-        raise ConfigError(f"override {unknown[0].input_line}: no section takes that option")
+        if mine:
+            composed = compose(root, [str(o.input_line) for o in mine], conf_dir)
+            for override in mine:
+                package = override.package or override.key_or_group
+                raw[package] = composed[package]
     return raw
 
 

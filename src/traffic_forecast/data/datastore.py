@@ -25,6 +25,7 @@ from traffic_forecast.data.simulate import SimulationConfig, simulate, write_raw
 log = logging.getLogger(__name__)
 
 DATA_DVC = "data.dvc"
+RECORD_VERSION = f"dvc commit --force {DATA_DVC} && dvc push"  # data/raw as it is: the version
 
 
 def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -76,7 +77,7 @@ def regenerate(cfg: Config) -> None:
         raise DataVersionError(
             "the simulator's output does not hash to the version data.dvc names (simulator code "
             "or data.simulator settings changed). To make it the new version: "
-            "`dvc add data/raw --file data.dvc` and commit data.dvc"
+            f"`{RECORD_VERSION}`, then commit data.dvc"
         )
     commit = _dvc("commit", "--force", DATA_DVC)  # put the files in the cache, so push has them
     if commit.returncode != 0:
