@@ -50,7 +50,8 @@ def test_a_wrong_option_gets_the_usage_not_a_traceback(capsys: pytest.CaptureFix
 
 # (arguments, exit code, what the one line says): mistakes a user makes, run as a user would.
 USER_ERRORS = {
-    "unknown_model": (["params", "model=nope"], 2, "nope"),
+    # Hydra's own reason, its list of options included, not its first line alone.
+    "unknown_model": (["params", "model=nope"], 2, "Available options in 'model'"),
     "misspelt_setting": (["train", "backtest.nfolds=3"], 2, "backtest.nfolds"),
     "not_an_override": (["evaluate", "backtest.n_folds"], 2, "missing EQUAL"),
     "unknown_bento": (["deploy", "no-such-bento:v1", "deploy.state_dir={tmp}"], 1, "no-such-bento"),
