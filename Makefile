@@ -192,18 +192,26 @@ system-deps: ## Install the Debian packages the tests start (nginx-light, wrk) i
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# Two passes: tests that start no server and run no workflow on 2 workers; then those that
-# do (marker `serial`), one at a time within each group (act, servers), the two groups side by
-# side. Exit code 5 is "no test selected" (PYTEST_ARGS may pick tests of one pass only).
-PYTEST := $(BIN)/pytest -n 2
+# Two passes. First the tests that start no server and run no workflow, on 2 workers, a module
+# per worker at a time (its fixtures made once). Then those that do (marker `serial`), one at a
+# time: the workflow runs (act) beside the server tests, each in a process of its own, their
+# output printed as each finishes. Exit code 5 is "no test selected" (PYTEST_ARGS may pick
+# tests of one pass only).
+PYTEST := $(BIN)/pytest
 .PHONY: test
 test: install system-deps ## Install and run every test, slow ones included (what CI runs)
-	$(PYTEST) -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(PYTEST) --dist loadgroup -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PYTEST) -n 2 --dist loadscope -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-workflows test-servers
+
+.PHONY: test-workflows test-servers
+test-workflows:
+	$(PYTEST) -m "serial and workflow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+test-servers:
+	$(PYTEST) -m "serial and not workflow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 .PHONY: test-fast
 test-fast: install system-deps ## Run the tests that start no server and no workflow
-	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -n 2 --dist loadscope -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install ## ruff, mypy (strict on src/), zizmor and actionlint on the workflows

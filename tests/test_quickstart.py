@@ -27,7 +27,7 @@ from tests.conftest import REPO_ROOT
 from tests.repos import git, working_tree_repository
 from tests.serving.server import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.xdist_group("servers")]
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 # The test session's BentoML store, deploy state and model: a user has none of them.
 SESSION_ONLY = frozenset({"BENTOML_HOME", "TRAFFIC_FORECAST_DEPLOY_DIR", "TRAFFIC_FORECAST_MODEL"})

@@ -30,7 +30,7 @@ from traffic_forecast.deploy.state import DeployError, RouterAddress, load
 from traffic_forecast.serving import artifacts, bento, predictions
 from traffic_forecast.serving.guard import VERSION_HEADER
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.xdist_group("servers")]
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 @dataclass(frozen=True)

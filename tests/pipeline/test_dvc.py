@@ -1,36 +1,35 @@
 """The DVC pipeline end to end on a fresh `git clone` of the committed HEAD: real DVC, no mocks.
 
-One clone per module (``dvc repro`` of the whole pipeline takes most of a minute): it gets its
-own empty remote (``dvc remote modify --local storage url …``), ``traffic-forecast data``
-regenerates data/raw and pushes it there, and ``dvc repro`` runs once. The tests then run DVC
-in that clone as a user would, with the commands the README shows. Stages run ``python -m
-traffic_forecast.pipeline.<stage>``: ``PYTHONPATH`` points them at the clone's own ``src/``, not
-at the editable install of the working tree, so what DVC hashes is what runs.
+One clone for the module, its pipeline run once (`tests.pipeline.clone`). The tests then run
+DVC in that clone as a user would, with the commands the README shows: the committed lock
+reproduced byte for byte, an experiment run, compared, undone and applied, bad data stopped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.pipeline.clone import (
+    METRICS,
+    RAN_EXPERIMENT,
+    STAGES,
+    Pipeline,
+    Run,
+    cloned_with_pipeline,
+    dvc,
+    git_status,
+    shell,
+    status,
+)
 
-STAGES = ("validate", "features", "train", "evaluate", "explain")
 # Cached outputs of the stages: a clone has neither them nor their cache, until `dvc repro`.
 CACHED_OUTS = {"data/validated", "data/features", "models"}
-METRICS = Path("reports/metrics.json")
 TRAFFIC = Path("data/raw/traffic.csv")
 VALIDATED = Path("data/validated")
 MODELS = Path("models")
@@ -38,100 +37,6 @@ VALIDATION_REPORTS = (Path("reports/validation.md"), Path("reports/validation.js
 DATA_DVC = Path("data.dvc")
 BAD_LINE = 100  # CSV line (header = 1) whose sessions value is made negative
 MIN_FOLDS = 26
-
-RUNNING = re.compile(r"^Running stage '([^']+)'", re.MULTILINE)
-SKIPPED = re.compile(r"^Stage '([^']+)' didn't change, skipping", re.MULTILINE)
-RAN_EXPERIMENT = re.compile(r"Ran experiment\(s\): (\S+)")
-
-
-@dataclass(frozen=True, repr=False)
-class Run:
-    """One command in the clone: its exit code and its stdout and stderr, interleaved."""
-
-    args: tuple[str, ...]
-    returncode: int
-    output: str
-
-    def __repr__(self) -> str:  # assertion messages show `tail()`, not the whole output
-        return f"Run({' '.join(self.args[2:])!r}, returncode={self.returncode})"
-
-    @property
-    def ran(self) -> list[str]:
-        """The stages DVC ran, in order."""
-        return RUNNING.findall(self.output)
-
-    @property
-    def skipped(self) -> set[str]:
-        """The stages DVC found unchanged."""
-        return set(SKIPPED.findall(self.output))
-
-    def tail(self, lines: int = 25) -> str:
-        """The command and the last ``lines`` of its output, for assertion messages."""
-        return f"$ {' '.join(self.args)} -> {self.returncode}\n" + "\n".join(
-            self.output.splitlines()[-lines:]
-        )
-
-
-def _env(repo: Path) -> dict[str, str]:
-    venv_bin = str(Path(sys.executable).parent)
-    return {
-        **os.environ,
-        "DVC_NO_ANALYTICS": "1",
-        "ITERATIVE_DO_NOT_TRACK": "1",
-        "MPLBACKEND": "Agg",
-        "TRAFFIC_FORECAST_LOG": "INFO",
-        # dvc.yaml runs `python -m …`: the project's interpreter, importing the clone's code.
-        "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
-        "PYTHONPATH": str(repo / "src"),
-    }
-
-
-def _run(repo: Path, *args: str, env: dict[str, str] | None = None) -> Run:
-    result = subprocess.run(
-        args,
-        cwd=repo,
-        env={**_env(repo), **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-    )
-    return Run(args, result.returncode, result.stdout)
-
-
-def _dvc(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> Run:
-    run = _run(repo, sys.executable, "-m", "dvc", *args, env=env)
-    assert not check or run.returncode == 0, run.tail()
-    return run
-
-
-def _shell(repo: Path, command: str, **placeholders: str) -> Run:
-    """A command as the README shows it (``<exp>``-style placeholders filled), run by bash."""
-    for name, value in placeholders.items():
-        command = command.replace(f"<{name}>", value)
-    run = _run(repo, "bash", "-c", command)
-    assert run.returncode == 0, run.tail()
-    return run
-
-
-def _git_status(repo: Path) -> str:
-    """``git status --porcelain``: empty when the checkout is exactly what was committed."""
-    return _run(repo, "git", "status", "--porcelain").output.strip()
-
-
-def _status(repo: Path) -> dict[str, Any]:
-    """``dvc status --json`` of the whole project: ``{}`` when everything is up to date."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "--json"],
-        cwd=repo,
-        env=_env(repo),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    status: dict[str, Any] = json.loads(result.stdout or "{}")
-    return status
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -163,31 +68,9 @@ def _stale(status: dict[str, Any]) -> list[str]:
     return found
 
 
-@dataclass(frozen=True)
-class Pipeline:
-    """The clone after ``traffic-forecast data`` and one ``dvc repro``."""
-
-    repo: Path
-    status_before_repro: dict[str, Any]
-    repro: Run
-    status_after_repro: dict[str, Any]
-    metrics: dict[str, Any]
-
-
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    root = tmp_path_factory.mktemp("pipeline")
-    repo = root / "repo"
-    subprocess.run(
-        ["git", "clone", "--quiet", str(REPO_ROOT), str(repo)], check=True, env=_env(repo)
-    )
-    _dvc(repo, "remote", "modify", "--local", "storage", "url", str(root / "remote"))
-    data = _run(repo, sys.executable, "-m", "traffic_forecast.cli", "data")
-    assert data.returncode == 0, data.tail()
-    status_before = _status(repo)
-    repro = _dvc(repo, "repro", env={"PYTHONHASHSEED": "1"})
-    metrics = json.loads((repo / METRICS).read_text(encoding="utf-8"))
-    return Pipeline(repo, status_before, repro, _status(repo), metrics)
+    return cloned_with_pipeline(tmp_path_factory.mktemp("pipeline"))
 
 
 @pytest.mark.slow
@@ -219,13 +102,13 @@ def test_repro_brings_the_pipeline_up_to_date_and_the_model_beats_the_baseline(
 def test_a_fresh_clone_reproduces_the_committed_outputs_byte_for_byte(pipeline: Pipeline) -> None:
     # dvc.lock (every output's hash), params.yaml and the reports in git: all as committed,
     # though every stage ran here in processes of another hash seed than the committer's.
-    assert _git_status(pipeline.repo) == "", pipeline.repro.tail()
+    assert git_status(pipeline.repo) == "", pipeline.repro.tail()
 
 
 @pytest.mark.slow
 def test_second_repro_runs_nothing(pipeline: Pipeline) -> None:
     lock = (pipeline.repo / "dvc.lock").read_bytes()
-    again = _dvc(pipeline.repo, "repro")
+    again = dvc(pipeline.repo, "repro")
     assert again.ran == [], again.tail()
     assert again.skipped == set(STAGES), again.tail()
     assert "'data.dvc' didn't change, skipping" in again.output
@@ -251,16 +134,16 @@ class Experiments:
 def experiments(pipeline: Pipeline) -> Experiments:
     repo = pipeline.repo
     # Hydra composes conf/ with the override into params.yaml (.dvc/config: hydra enabled).
-    switched = _shell(repo, "dvc exp run -S model=seasonal_naive")
-    shown = json.loads(_dvc(repo, "exp", "show", "--json").output)
-    table = _shell(repo, "dvc exp show --only-changed --drop Created --md")
-    switched_back = _dvc(repo, "exp", "run", "-S", "model=gradient_boosting", check=False)
+    switched = shell(repo, "dvc exp run -S model=seasonal_naive")
+    shown = json.loads(dvc(repo, "exp", "show", "--json").output)
+    table = shell(repo, "dvc exp show --only-changed --drop Created --md")
+    switched_back = dvc(repo, "exp", "run", "-S", "model=gradient_boosting", check=False)
     metrics_back = json.loads((repo / METRICS).read_text(encoding="utf-8"))
-    status_back = _git_status(repo)
+    status_back = git_status(repo)
     found = RAN_EXPERIMENT.search(switched.output)
-    _shell(repo, "dvc exp apply <exp>", exp=found[1] if found else "none")
+    shell(repo, "dvc exp apply <exp>", exp=found[1] if found else "none")
     applied_model = yaml.safe_load((repo / "params.yaml").read_text())["model"]["name"]
-    returned = _shell(repo, "git checkout HEAD -- params.yaml dvc.lock reports && dvc checkout")
+    returned = shell(repo, "git checkout HEAD -- params.yaml dvc.lock reports && dvc checkout")
     return Experiments(
         switched,
         shown,
@@ -270,7 +153,7 @@ def experiments(pipeline: Pipeline) -> Experiments:
         status_back,
         applied_model,
         returned,
-        _git_status(repo),
+        git_status(repo),
     )
 
 
@@ -343,14 +226,14 @@ def test_an_experiment_is_applied_then_undone_with_the_committed_models_back(
 ) -> None:
     assert experiments.applied_model == "seasonal_naive"
     assert experiments.status_returned == "", experiments.returned.tail()
-    assert _status(pipeline.repo) == {}  # models/ and data/ are the committed version again
+    assert status(pipeline.repo) == {}  # models/ and data/ are the committed version again
     assert (pipeline.repo / MODELS / "forecaster.zip").is_file()
 
 
 @pytest.mark.slow
 def test_bad_data_stops_the_pipeline_before_training(pipeline: Pipeline) -> None:
     repo = pipeline.repo
-    assert _status(repo) == {}, "an earlier test left the clone out of date"
+    assert status(repo) == {}, "an earlier test left the clone out of date"
     kept = {
         path: _snapshot(repo / path)
         for path in (MODELS, METRICS, VALIDATED, DATA_DVC, *VALIDATION_REPORTS)
@@ -362,7 +245,7 @@ def test_bad_data_stops_the_pipeline_before_training(pipeline: Pipeline) -> None
     traffic.unlink()  # never write through a link into the DVC cache
     traffic.write_text("".join(lines), encoding="utf-8")
     try:
-        bad = _dvc(repo, "repro", check=False)
+        bad = dvc(repo, "repro", check=False)
         assert bad.returncode != 0, bad.tail()
         assert bad.ran == ["validate"], bad.tail()
         report = (repo / "reports" / "validation.md").read_text(encoding="utf-8")
@@ -375,82 +258,5 @@ def test_bad_data_stops_the_pipeline_before_training(pipeline: Pipeline) -> None
         # it (committing the bad data to the cache): `dvc checkout` alone would keep it.
         for path in (DATA_DVC, *VALIDATION_REPORTS):
             (repo / path).write_bytes(kept[path][path.name])
-        _dvc(repo, "checkout", "--force", str(DATA_DVC))
-    assert _status(repo) == {}
-
-
-def _with_make(repo: Path) -> Path:
-    """The clone, ready for make: this tree's installed venv and uv stand in for `make install`."""
-    for folder in (".venv", ".tools"):
-        if (REPO_ROOT / folder).exists() and not (repo / folder).exists():
-            (repo / folder).symlink_to(REPO_ROOT / folder)
-    (repo / ".venv" / ".installed").touch()  # newer than the clone's pyproject.toml and uv.lock
-    return repo
-
-
-@pytest.mark.slow
-def test_the_drift_demo_flags_the_drift_and_proposes_a_retrain_that_passes_its_gate(
-    pipeline: Pipeline,
-) -> None:
-    run = _shell(_with_make(pipeline.repo), "make drift-demo")
-    assert "## Retrain proposed by the monitor" in run.output, run.tail()
-    assert "PR report of the proposal" in run.output
-    assert "Gate passed" in run.output, run.tail()
-    assert _git_status(pipeline.repo) == ""  # the proposal is a branch of a scratch clone
-
-
-@pytest.mark.slow
-def test_make_repro_after_a_conf_edit_runs_what_changed(pipeline: Pipeline) -> None:
-    repo = _with_make(pipeline.repo)
-    weekly = repo / "conf" / "backtest" / "weekly.yaml"
-    text = weekly.read_text(encoding="utf-8")
-    weekly.write_text(text.replace("n_folds: 26", "n_folds: 25"), encoding="utf-8")
-    try:
-        run = _shell(repo, "make repro")
-        assert run.ran == ["evaluate"], run.tail()  # no other stage reads backtest.*
-        params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-        assert params["backtest"]["n_folds"] == 25
-        metrics = json.loads((repo / METRICS).read_text(encoding="utf-8"))
-        assert metrics["backtest"]["folds"] == 25
-    finally:
-        _shell(repo, "git checkout HEAD -- conf params.yaml dvc.lock reports")
-        _dvc(repo, "checkout")
-    assert _status(repo) == {}
-
-
-README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-YOUR_OWN_DATA = re.search(r"```yaml\n# conf/data/mine\.yaml\n(.*?)```", README, re.DOTALL)
-
-
-@pytest.mark.slow
-def test_your_own_data_is_selected_once_and_every_stage_and_the_card_use_it(
-    pipeline: Pipeline,
-) -> None:
-    # The README's steps, on 30 weeks of hourly requests in a CSV of the user's own shape.
-    repo = _with_make(pipeline.repo)
-    traffic = pd.read_csv(repo / TRAFFIC).head(30 * 168)
-    mine = traffic.rename(columns={"timestamp": "ts", "sessions": "requests"})
-    mine.to_csv(repo / "my.csv", index=False)
-    _shell(
-        repo,
-        "traffic-forecast validate data=csv data.traffic_file=my.csv "
-        "data.timestamp_column=ts data.target_column=requests",
-    )
-    assert YOUR_OWN_DATA is not None, "the README's conf/data/mine.yaml block"
-    (repo / "conf" / "data" / "mine.yaml").write_text(YOUR_OWN_DATA[1], encoding="utf-8")
-    shutil.move(repo / "my.csv", repo / "data" / "raw" / "mine.csv")
-
-    _shell(repo, "sed -i 's/- data: example/- data: mine/' conf/config.yaml")
-    _shell(repo, "dvc commit --force data.dvc && dvc push")
-    run = _shell(repo, "make repro")
-
-    assert run.ran == list(STAGES), run.tail()
-    card = json.loads((repo / MODELS / "model_card.json").read_text(encoding="utf-8"))
-    assert card["data"]["name"] == "mine"
-    digest = hashlib.md5((repo / "data/raw/mine.csv").read_bytes(), usedforsecurity=False)
-    assert card["data"]["files"]["data/raw/mine.csv"]["md5"] == digest.hexdigest()
-    tracked = yaml.safe_load((repo / DATA_DVC).read_text(encoding="utf-8"))["outs"][0]["md5"]
-    assert card["data_version"] == tracked  # the version data.dvc now names, with mine.csv
-    assert card["config"]["data"]["target_column"] == "requests"
-    metrics = json.loads((repo / METRICS).read_text(encoding="utf-8"))
-    assert metrics["model"]["mase"] < metrics["baseline"]["mase"]
+        dvc(repo, "checkout", "--force", str(DATA_DVC))
+    assert status(repo) == {}

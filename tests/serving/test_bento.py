@@ -21,7 +21,6 @@ from traffic_forecast.serving.guard import VERSION_HEADER
 
 @pytest.mark.slow
 @pytest.mark.serial
-@pytest.mark.xdist_group("servers")
 def test_a_bento_serves_the_model_it_was_built_with(packaged: Packaged, tmp_path: Path) -> None:
     model_tag, bento_tag = bento.build(packaged.cfg)
     assert bento.model_of(bento_tag) == model_tag

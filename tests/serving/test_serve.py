@@ -27,7 +27,7 @@ from traffic_forecast.serving import artifacts, predictions
 from traffic_forecast.serving.contract import EXAMPLE_INPUT
 from traffic_forecast.serving.guard import VERSION_HEADER
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.xdist_group("servers")]
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 SCHEMATHESIS_EXAMPLES = 40
 SCHEMATHESIS_SEED = 20241202
 

@@ -20,7 +20,7 @@ import pytest
 from tests.repos import git, working_tree_repository
 from tests.workflows.act import REPOSITORY, ActRun, clone_for_act, run_workflow
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.xdist_group("act")]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.workflow]
 
 WORKFLOW = "monitor.yml"
 MONITOR_STEP = "Monitor (fails on a breached threshold)"

@@ -20,7 +20,7 @@ import pytest
 from tests.repos import git, working_tree_repository
 from tests.workflows.act import ActRun, clone_for_act, pull_request_event, run_workflow
 
-pytestmark = [pytest.mark.serial, pytest.mark.xdist_group("act")]
+pytestmark = [pytest.mark.serial, pytest.mark.workflow]
 
 WORKFLOW = "pull-request.yml"
 WATERMARK = "--watermark-title=traffic-forecast report"

@@ -25,7 +25,7 @@ from traffic_forecast.core.config import Config
 from traffic_forecast.deploy import rollout
 from traffic_forecast.serving.guard import VERSION_HEADER
 
-pytestmark = [pytest.mark.serial, pytest.mark.xdist_group("act")]
+pytestmark = [pytest.mark.serial, pytest.mark.workflow]
 
 WORKFLOW = "release.yml"
 DEPLOY_CONF = Path("conf/deploy/default.yaml")
