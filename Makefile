@@ -192,19 +192,20 @@ system-deps: ## Install the Debian packages the tests start (nginx-light, wrk) i
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# Two passes. First the tests that start no server and run no workflow, on 2 workers, a module
-# per worker at a time (its fixtures made once). Then those that do (marker `serial`), one at a
-# time: the workflow runs (act) beside the server tests, each in a process of its own, their
-# output printed as each finishes. Exit code 5 is "no test selected" (PYTEST_ARGS may pick
-# tests of one pass only).
+# Two streams side by side, each test run once (CI runs them all). One stream: the tests that
+# start no server and run no workflow, on 2 workers, a module per worker at a time (its fixtures
+# made once); then the workflow runs (act), one at a time. The other stream: the tests that start
+# servers (marker `serial`: bentoml serve, nginx, the quickstart), one at a time; they mostly
+# wait, so the CPU-bound tests beside them cost them little. Each stream's output is printed
+# when it ends. Exit code 5 is "no test selected" (PYTEST_ARGS may pick tests of one kind only).
 PYTEST := $(BIN)/pytest
 .PHONY: test
 test: install system-deps ## Install and run every test, slow ones included (what CI runs)
-	$(PYTEST) -n 2 --dist loadscope -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-workflows test-servers
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-servers test-unit-workflows
 
-.PHONY: test-workflows test-servers
-test-workflows:
+.PHONY: test-unit-workflows test-servers
+test-unit-workflows:
+	$(PYTEST) -n 2 --dist loadscope -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(PYTEST) -m "serial and workflow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 test-servers:
 	$(PYTEST) -m "serial and not workflow" $(PYTEST_ARGS) || [ $$? -eq 5 ]

@@ -75,9 +75,9 @@ from traffic_forecast.forecasting import backtest as module
 if sys.argv[2] == "without-initializer":
     module.quiet_worker = lambda: None  # the control: workers as sktime leaves them
 cfg = load_config(params_file=None)
-folds = dataclasses.replace(cfg.backtest, n_folds=4, step_hours=48, backend="loky", n_jobs=2)
+folds = dataclasses.replace(cfg.backtest, n_folds=2, step_hours=48, backend="loky", n_jobs=2)
 history = pd.read_parquet(sys.argv[1])
-module.run_backtest(cfg.model, history, folds, setting="model", intervals=False)
+module.run_backtest(cfg.baseline, history, folds, setting="baseline", intervals=False)
 """
 
 
