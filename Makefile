@@ -194,10 +194,11 @@ system-deps: ## Install the Debian packages the tests start (nginx-light, wrk) i
 
 # Two streams side by side, each test run once (CI runs them all). One stream: the tests that
 # start no server and run no workflow, on 2 workers, a module per worker at a time (its fixtures
-# made once); then the workflow runs (act), one at a time. The other stream: the tests that start
-# servers (marker `serial`: bentoml serve, nginx, the quickstart), one at a time; they mostly
-# wait, so the CPU-bound tests beside them cost them little. Each stream's output is printed
-# when it ends. Exit code 5 is "no test selected" (PYTEST_ARGS may pick tests of one kind only).
+# made once); then the workflow runs (act), two modules at a time, each in its own repository.
+# The other stream: the tests that start servers (marker `serial`: bentoml serve, nginx, the
+# quickstart), one at a time; they mostly wait, so the CPU-bound tests beside them cost them
+# little. Each stream's output is printed when it ends. Exit code 5 is "no test selected"
+# (PYTEST_ARGS may pick tests of one kind only).
 PYTEST := $(BIN)/pytest
 .PHONY: test
 test: install system-deps ## Install and run every test, slow ones included (what CI runs)
@@ -206,7 +207,7 @@ test: install system-deps ## Install and run every test, slow ones included (wha
 .PHONY: test-unit-workflows test-servers
 test-unit-workflows:
 	$(PYTEST) -n 2 --dist loadscope -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(PYTEST) -m "serial and workflow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PYTEST) -n 2 --dist loadscope -m "serial and workflow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 test-servers:
 	$(PYTEST) -m "serial and not workflow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
