@@ -127,7 +127,12 @@ def loaded(packaged: Packaged) -> ModelArtifacts:
 # The longest modules first. `make test` runs on two workers, a module at a time each: the
 # longest one starts at once on one worker while the short ones fill the other, so the pass ends
 # when its longest module does, not some minutes after. (Collection order otherwise.)
-LONGEST_FIRST = ("tests/pipeline/test_dvc.py", "tests/workflows/test_monitor.py")
+LONGEST_FIRST = (
+    "tests/pipeline/test_make.py",
+    "tests/pipeline/test_dvc.py",
+    "tests/workflows/test_monitor.py",
+    "tests/workflows/test_pull_request.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
