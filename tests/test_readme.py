@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ def readme_commands(text: str) -> list[str]:
     return list(dict.fromkeys(commands))
 
 
+@cache  # read once for every command checked
 def _strings_in_tests() -> set[str]:
     found: set[str] = set()
     for path in TESTS.rglob("*.py"):
@@ -82,6 +84,7 @@ def _strings_in_tests() -> set[str]:
     return found
 
 
+@cache  # read once for every command checked
 def _workflow_steps() -> set[str]:
     steps = set()
     for name in TESTED_WORKFLOWS:
@@ -118,6 +121,7 @@ def test_comments_and_blank_lines_are_not_commands() -> None:
     assert readme_commands(text) == ["make demo", "grep '#x' f"]
 
 
+@cache  # read once for every command checked
 def _targets() -> set[str]:
     listed = subprocess.run(
         ["make", "-s", "help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True

@@ -28,9 +28,8 @@ from tests.pipeline.clone import (
     shell,
     status,
 )
+from traffic_forecast.report import lockcheck
 
-# Cached outputs of the stages: a clone has neither them nor their cache, until `dvc repro`.
-CACHED_OUTS = {"data/validated", "data/features", "models"}
 TRAFFIC = Path("data/raw/traffic.csv")
 VALIDATED = Path("data/validated")
 MODELS = Path("models")
@@ -47,28 +46,6 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def _stale(status: dict[str, Any]) -> list[str]:
-    """What ``dvc status`` reports beyond the absence of the stages' cached outputs.
-
-    Right after a clone and ``traffic-forecast data``, DVC 3.67 reports each cached output as
-    ``not in cache`` and the stages reading it as having a ``deleted`` dependency: that only
-    says the pipeline has not run here. A modified dependency, a changed parameter or command,
-    or a git-tracked report that differs from its recorded hash means dvc.lock is stale.
-    """
-    found = []
-    for stage, changes in status.items():
-        for change in changes:
-            if not isinstance(change, dict):
-                found.append(f"{stage}: {change}")
-                continue
-            for kind, paths in change.items():
-                expected = {"changed outs": "not in cache", "changed deps": "deleted"}.get(kind)
-                for path, state in paths.items():
-                    if state != expected or path not in CACHED_OUTS:
-                        found.append(f"{stage}: {kind}: {path}: {state}")
-    return found
-
-
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     return cloned_with_pipeline(tmp_path_factory.mktemp("pipeline"))
@@ -78,7 +55,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
 def test_committed_dvc_lock_matches_the_committed_code_params_and_data(
     pipeline: Pipeline,
 ) -> None:
-    stale = _stale(pipeline.status_before_repro)
+    # check-lock's own rule: in a fresh clone, only the absence of the cached outputs is allowed.
+    dvc_yaml = yaml.safe_load((pipeline.repo / "dvc.yaml").read_text(encoding="utf-8"))
+    stale = lockcheck.stale(pipeline.status_before_repro, lockcheck.cached_outputs(dvc_yaml))
     assert not stale, (
         "HEAD's dvc.lock does not match HEAD's code, params or data (dvc status in a fresh "
         "clone, before any stage ran):\n  "

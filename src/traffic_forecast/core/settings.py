@@ -121,9 +121,10 @@ def _set_value(raw: DictConfig, override: Override) -> None:
 def apply_overrides(raw: DictConfig, overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfig:
     """``raw`` with the overrides applied on top: group options first, then settings."""
     parsed = _parse(overrides)
-    raw = _replace_sections(raw, [o for o in parsed if _is_group(o, conf_dir)], conf_dir)
+    groups = [o for o in parsed if _is_group(o, conf_dir)]
+    raw = _replace_sections(raw, groups, conf_dir)
     for override in parsed:
-        if not _is_group(override, conf_dir):
+        if override not in groups:
             _set_value(raw, override)
     return raw
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from urllib.parse import urlparse
 from traffic_forecast.core import command
 from traffic_forecast.core.errors import DataVersionError
 from traffic_forecast.core.io import write_json_atomic
+from traffic_forecast.core.proc import run_checked
 from traffic_forecast.core.settings import load_config
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,7 @@ def choose_remote(name: str, url: str, env: Mapping[str, str]) -> RemoteChoice:
 
 
 def _dvc(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise DataVersionError(f"`dvc {' '.join(args)}` failed: {done.stderr.strip()}")
-    return done.stdout.strip()
+    return run_checked(sys.executable, "-m", "dvc", *args, error=DataVersionError).strip()
 
 
 def configured_remote() -> tuple[str, str]:

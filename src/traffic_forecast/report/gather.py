@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from traffic_forecast.core import command
-from traffic_forecast.core.config import CapacityConfig, PathsConfig
+from traffic_forecast.core.config import CapacityConfig, Config, PathsConfig
 from traffic_forecast.core.errors import PipelineInputError, TrafficForecastError
 from traffic_forecast.core.io import write_json_atomic, write_text_atomic
 from traffic_forecast.core.lineage import DATA_DVC, data_version
@@ -191,11 +191,10 @@ def _ref_label(ref: str) -> str:
     return short if not short or ref.startswith(short) else f"{ref} ({short})"
 
 
-def gather(base: str, labels: list[str]) -> ReportInputs:
+def gather(base: str, labels: list[str], cfg: Config) -> ReportInputs:
     """Read everything the report shows, for the PR (workspace) and ``base`` (git, DVC)."""
     if _run(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"]) is None:
         raise PipelineInputError(f"base {base!r} is not a commit here: fetch it first")
-    cfg = load_config()
     paths = cfg.paths
     reports = Path(paths.reports_dir)
     validation = outputs.read_json(outputs.VALIDATION_JSON, paths)
@@ -245,8 +244,9 @@ def _report(args: argparse.Namespace) -> int:
         labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     else:
         labels = event.labels if event else []
-    inputs = gather(base, labels)
-    reports = Path(load_config().paths.reports_dir)
+    cfg = load_config()
+    inputs = gather(base, labels, cfg)
+    reports = Path(cfg.paths.reports_dir)
     write_text_atomic(reports / "report.md", render_markdown(inputs))
     write_json_atomic(reports / "report.json", render_json(inputs))
     log.info("%s\nwrote %s", render_json(inputs)["headline"], reports / "report.md")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 from traffic_forecast.core import command
 from traffic_forecast.core.errors import PipelineInputError
 from traffic_forecast.core.io import write_json_atomic
+from traffic_forecast.core.proc import run_checked
 from traffic_forecast.core.settings import load_config
 from traffic_forecast.pipeline import deps
 
@@ -57,20 +57,13 @@ def stale(status: dict[str, Any], cached: set[str]) -> list[str]:
 
 def check() -> list[str]:
     """Run ``dvc status`` here and return what makes ``dvc.lock`` stale (empty: current)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise PipelineInputError(f"`dvc status` failed: {done.stderr.strip()}")
+    printed = run_checked(sys.executable, "-m", "dvc", "status", "--json")
     dvc_yaml = yaml.safe_load(Path("dvc.yaml").read_text(encoding="utf-8"))
     incomplete = [
         f"{stage}: dvc.yaml's code deps differ from the modules it imports (`make stage-deps`)"
         for stage in deps.sync(write=False)
     ]
-    return incomplete + stale(json.loads(done.stdout or "{}"), cached_outputs(dvc_yaml))
+    return incomplete + stale(json.loads(printed or "{}"), cached_outputs(dvc_yaml))
 
 
 def _run(args: argparse.Namespace) -> int:
