@@ -81,10 +81,16 @@ validate: data stage-deps ## Validate data/raw: the pipeline's first stage (repo
 repro: data stage-deps ## Compose params, then run the DVC pipeline (validate → … → explain)
 	$(BIN)/dvc repro
 
+# The example's next day of actuals (the simulator's next quarter, `traffic-forecast actuals`).
+DEMO_ACTUALS ?= data/incoming/traffic.csv
+
 .PHONY: demo
-demo: bento system-deps ## Install, run the pipeline, build the Bento, deploy it blue/green, forecast
+demo: bento system-deps ## Install, pipeline, Bento, blue/green deploy, forecast; a day of actuals in
 	$(TF) summary $(ARGS)
 	$(TF) deploy latest $(ARGS)
+	$(TF) verify $(ARGS)
+	$(TF) actuals $(ARGS)
+	$(TF) observe $(DEMO_ACTUALS) --hours 24 --wait $(ARGS)
 	$(TF) verify $(ARGS)
 
 # The PR report compares with BASE: in CI the pull request's base commit (from the event
@@ -121,7 +127,7 @@ bento: repro ## Save the model and build the Bento (service + that model) from b
 
 .PHONY: serve
 serve: install ## Serve the newest Bento on PORT (default 3000): POST /forecast, /capacity
-	$(BIN)/bentoml serve traffic-forecast:latest --port $(PORT)
+	$(TF) serve --port $(PORT) $(ARGS)
 
 # BENTO: a Bento tag, `latest`, or an exported Bento file (what the release workflow passes).
 BENTO ?= latest

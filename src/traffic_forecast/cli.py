@@ -49,6 +49,8 @@ COMMANDS = {
     "status": ("traffic_forecast.deploy.cli:status_main", "live colour, versions, slot health"),
     "verify": ("traffic_forecast.deploy.cli:verify_main", "a forecast through the router, or fail"),
     "undeploy": ("traffic_forecast.deploy.cli:undeploy_main", "stop the router and both colours"),
+    "serve": ("traffic_forecast.deploy.observe:serve_main", "bentoml serve with the actuals store"),
+    "observe": ("traffic_forecast.deploy.observe", "store observed hours from a CSV file"),
     "gate-check": ("traffic_forecast.deploy.cli:gate_check_main", "the deploy gates on given URLs"),
     "k8s": ("traffic_forecast.deploy.kubernetes", "Argo Rollouts blue/green manifests"),
     # watching the model

@@ -186,8 +186,17 @@ class ServingConfig:
     prediction_log_max_bytes: int = 100 * 2**20  # rotate the prediction log at this size
     prediction_log_backups: int = 5
     fast_path: bool = True  # default-scenario answers sent from memory, past BentoML's handler
+    # Live actuals (`POST /observations`, `traffic-forecast observe`)
+    max_data_age_hours: float = 3.0  # older newest actual: answers say stale
+    max_future_hours: float = 1.0  # observed hours later than now + this are refused
+    observations_poll_s: float = 1.0  # how often each worker looks for new actuals in the store
+    max_ingest_bytes: int = 8 * 2**20  # larger `POST /observations` bodies get 413
 
     def __post_init__(self) -> None:
+        if min(self.max_data_age_hours, self.max_future_hours, self.observations_poll_s) <= 0:
+            raise ConfigError(
+                "serving.max_data_age_hours, max_future_hours, observations_poll_s must be > 0"
+            )
         if not 1 <= self.default_horizon <= WEEK_HOURS:
             raise ConfigError(f"serving.default_horizon={self.default_horizon}: 1 to {WEEK_HOURS}")
         if not 0.0 < self.default_coverage < 1.0:
@@ -285,6 +294,15 @@ class MonitorConfig:
 
 
 @dataclass
+class ObservationsConfig:
+    """The store of observed hours that every colour reads (`traffic_forecast.data.store`)."""
+
+    # A SQLAlchemy URL; empty: SQLite beside the deploy state. PostgreSQL in production:
+    # postgresql+psycopg://user@host/db, its password from the environment, never from conf/.
+    url: str = ""
+
+
+@dataclass
 class Config:
     """Every setting: the pipeline's (``params.yaml``) and what follows it (``conf/ops.yaml``)."""
 
@@ -303,6 +321,7 @@ class Config:
     serving: ServingConfig = field(default_factory=ServingConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    observations: ObservationsConfig = field(default_factory=ObservationsConfig)
 
 
 PIPELINE_SECTIONS = (
@@ -315,7 +334,7 @@ PIPELINE_SECTIONS = (
     "backtest",
     "explain",
 )
-OPS_SECTIONS = ("gate", "capacity", "serving", "deploy", "monitor")
+OPS_SECTIONS = ("gate", "capacity", "serving", "deploy", "monitor", "observations")
 
 
 def to_typed(raw: DictConfig | dict[str, Any], *, origin: str) -> Config:

@@ -7,6 +7,8 @@ Output schemas inherit the schemas of their inputs.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -95,6 +97,38 @@ class InfrastructureRaw(HourlyIndexed):
     def finite(cls, values: pd.Series) -> pd.Series:
         """No infinities (NaN is already refused by the column being non-nullable)."""
         return _is_finite(values)
+
+
+# What an observed hour may carry beside its traffic (`POST /observations`, `observe`): the
+# infrastructure table's measurements, each optional.
+OBSERVED_INFRASTRUCTURE = ("instances", "cpu_utilization", "p95_latency_ms", "error_rate")
+
+
+@cache
+def observations_schema() -> pa.DataFrameSchema:
+    """A batch of observed hours: the raw traffic's rules, in any order, gaps allowed.
+
+    The same column checks as `TrafficRaw` (on the hour, unique, non-negative, finite, no
+    null), without its order and gap checks: a batch may correct scattered hours. The
+    infrastructure measurements are optional and checked by `InfrastructureRaw`'s rules.
+    """
+    traffic = TrafficRaw.to_schema()
+    stamp = traffic.columns[TrafficRaw.timestamp]
+    in_any_order = [c for c in stamp.checks if c.name not in {"increasing", "no_gap_before"}]
+    infrastructure = InfrastructureRaw.to_schema().update_columns(
+        {name: {"required": False, "nullable": True} for name in OBSERVED_INFRASTRUCTURE}
+    )
+    optional = {name: infrastructure.columns[name] for name in OBSERVED_INFRASTRUCTURE}
+    return pa.DataFrameSchema(
+        {
+            TrafficRaw.timestamp: stamp.set_checks(in_any_order),
+            TrafficRaw.target: traffic.columns[TrafficRaw.target],
+            **optional,
+        },
+        strict=True,
+        coerce=True,
+        name="observations",
+    )
 
 
 class SaleEventsRaw(pa.DataFrameModel):

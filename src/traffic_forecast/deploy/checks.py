@@ -71,8 +71,8 @@ def smoke_problems(
     return problems
 
 
-def smoke(base: str, model: str, horizon: int) -> None:
-    """A forecast and a capacity request answer, well-formed, from ``model``."""
+def smoke(base: str, model: str, horizon: int) -> dict[str, Any]:
+    """A forecast and a capacity request answer, well-formed, from ``model``: the forecast."""
     try:
         forecast = _post(base, "/forecast", {"horizon": horizon})
         capacity = _post(base, "/capacity", {"horizon": horizon})
@@ -81,6 +81,8 @@ def smoke(base: str, model: str, horizon: int) -> None:
     problems = smoke_problems(forecast, capacity, model, horizon)
     if problems:
         raise DeployError("smoke test failed: " + "; ".join(problems))
+    answer: dict[str, Any] = forecast.json()
+    return answer
 
 
 # -- validation on fresh actuals ---------------------------------------------------------------

@@ -32,6 +32,7 @@ from traffic_forecast.deploy.state import (
     State,
     load,
     locked,
+    observations_url,
     other,
     save,
 )
@@ -146,7 +147,7 @@ def _deploy(
     if leftover is not None:  # the previous colour, still in its rollback window
         slots.stop(leftover, dcfg)
     started = time.perf_counter()
-    new = slots.start(target, bento, dcfg, state_dir)
+    new = slots.start(target, bento, dcfg, state_dir, observations_url(cfg))
     state.slots[target] = new
     save(state_dir, state)
     outcome = Outcome(action, target, bento, new.model, None if live is None else live[0])
@@ -314,8 +315,13 @@ def verify(cfg: Config) -> str:
     dcfg = state.deployed(cfg.deploy)
     slot = state.slots[state.live]
     router = Router(dcfg, Path(dcfg.state_dir))
-    checks.smoke(router.url, slot.model, dcfg.smoke_horizon)
-    return f"{router.url} answers from {state.live} ({slot.bento}, model {slot.model})"
+    answer = checks.smoke(router.url, slot.model, dcfg.smoke_horizon)
+    stale = f"; stale: {answer['stale_reason']}" if answer.get("stale") else ""
+    return (
+        f"{router.url} answers from {state.live} ({slot.bento}, model {slot.model}): forecasts "
+        f"from {answer['origin']}, the hour after the last observed ({answer['last_observed']})"
+        f"{stale}"
+    )
 
 
 def stop_all(cfg: Config) -> None:

@@ -18,6 +18,7 @@ from traffic_forecast.core.config import DeployConfig
 from traffic_forecast.deploy.state import DeployError, Slot
 from traffic_forecast.serving import predictions
 from traffic_forecast.serving.bento import model_of
+from traffic_forecast.serving.live import STORE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,11 @@ def prediction_log_path(state_dir: Path, colour: str) -> Path:
     return (state_dir / "logs" / f"predictions-{colour}.jsonl").absolute()
 
 
-def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> Slot:
-    """Start ``bentoml serve <bento>`` for ``colour``, detached from this process."""
+def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path, store_url: str) -> Slot:
+    """Start ``bentoml serve <bento>`` for ``colour``, detached, reading the store at ``store_url``.
+
+    Both colours read the same store of observed hours, so a new colour starts current.
+    """
     port = port_of(colour, cfg)
     if not port_free(cfg.host, port):
         raise DeployError(f"port {port} for {colour} is taken by another process")
@@ -96,6 +100,7 @@ def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> Slot:
         "TRAFFIC_FORECAST_MODEL": model,
         # The monitor's default glob (monitor.prediction_logs) reads these.
         predictions.ENV: str(prediction_log_path(state_dir, colour)),
+        STORE_ENV: store_url,
     }
     with path.open("wb") as out:
         process = subprocess.Popen(

@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traffic_forecast.core.config import DeployConfig
+from traffic_forecast.core.config import Config, DeployConfig
 from traffic_forecast.core.errors import TrafficForecastError
 from traffic_forecast.core.io import write_json_atomic
+from traffic_forecast.data.store import default_url
 
 COLOURS = ("blue", "green")
 STATE_FILE = "state.json"
@@ -101,6 +102,11 @@ class State:
 def state_dir_of(configured: str) -> Path:
     """The state directory: ``$TRAFFIC_FORECAST_DEPLOY_DIR``, else ``deploy.state_dir``."""
     return Path(os.environ.get(STATE_DIR_ENV) or configured)
+
+
+def observations_url(cfg: Config) -> str:
+    """The store of observed hours every colour reads: ``observations.url``, else SQLite here."""
+    return cfg.observations.url or default_url(state_dir_of(cfg.deploy.state_dir))
 
 
 def load(state_dir: Path) -> State:

@@ -11,6 +11,7 @@ horizon's sale features with them for a what-if, so training and serving cannot 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import numpy.typing as npt
@@ -46,7 +47,7 @@ def calendar_features(stamps: pd.DatetimeIndex, holidays: str) -> pd.DataFrame:
     day_of_week = stamps.dayofweek.to_numpy()
     hour = stamps.hour.to_numpy()
     if holidays == "us_federal":
-        dates = USFederalHolidayCalendar().holidays(stamps.min().normalize(), stamps.max())
+        dates = _us_federal_holidays(stamps.min().year, stamps.max().year)
         is_holiday = stamps.normalize().isin(dates)
     else:
         is_holiday = np.zeros(len(stamps), dtype=bool)
@@ -61,6 +62,14 @@ def calendar_features(stamps: pd.DatetimeIndex, holidays: str) -> pd.DataFrame:
         },
         index=stamps,
     )
+
+
+@cache
+def _us_federal_holidays(first_year: int, last_year: int) -> pd.DatetimeIndex:
+    # Whole years, cached: live actuals rebuild the features of a few hours at a time, and
+    # pandas takes about 12 ms to list a calendar's holidays.
+    start, end = pd.Timestamp(first_year, 1, 1), pd.Timestamp(last_year, 12, 31)
+    return USFederalHolidayCalendar().holidays(start, end)
 
 
 def sale_features(stamps: pd.DatetimeIndex, events: pd.DataFrame, kinds: list[str]) -> pd.DataFrame:
@@ -111,16 +120,7 @@ def build_features(
         )
     future = pd.date_range(observed[-1] + pd.Timedelta(hours=1), periods=features.horizon, freq="h")
     every_hour = pd.DatetimeIndex(observed.append(future))
-    events = sale_events if sale_events is not None else _no_events()
-    exog = pd.concat(
-        [
-            calendar_features(every_hour, features.holidays),
-            sale_features(every_hour, events, kinds),
-        ],
-        axis=1,
-    )
-    exog.index.name = TrafficRaw.timestamp
-    exog = exog.reset_index()
+    exog = known_features(every_hour, sale_events, kinds, features.holidays).reset_index()
     exog[FutureFeatures.target_lag_168] = _same_hour_last_week(traffic, features.horizon)
     history = pd.concat(
         [
@@ -133,6 +133,39 @@ def build_features(
     return ModelInputs(
         history=ModelFrame.validate(history), future=FutureFeatures.validate(horizon)
     )
+
+
+def known_features(
+    stamps: pd.DatetimeIndex, sale_events: pd.DataFrame | None, kinds: list[str], holidays: str
+) -> pd.DataFrame:
+    """Calendar and sale-calendar features of ``stamps`` (index: timestamp)."""
+    events = sale_events if sale_events is not None else _no_events()
+    exog = pd.concat(
+        [calendar_features(stamps, holidays), sale_features(stamps, events, kinds)], axis=1
+    )
+    exog.index.name = TrafficRaw.timestamp
+    return exog
+
+
+def features_after(
+    stamps: pd.DatetimeIndex,
+    observed: pd.Series,
+    sale_events: pd.DataFrame | None,
+    kinds: list[str],
+    holidays: str,
+) -> pd.DataFrame:
+    """The features of hours after the training data, as `build_features` makes them.
+
+    ``observed`` is the target on an hourly index and must hold the hour a week before each
+    of ``stamps`` (serving keeps the last week: the horizon never exceeds it).
+    """
+    lagged = observed.reindex(stamps - pd.Timedelta(hours=WEEK_HOURS))
+    if lagged.isna().any():
+        missing = stamps[lagged.isna().to_numpy()][0]
+        raise PipelineInputError(f"no observed value a week before {missing}: cannot forecast it")
+    frame = known_features(stamps, sale_events, kinds, holidays).reset_index()
+    frame[FutureFeatures.target_lag_168] = lagged.to_numpy(dtype=float)
+    return frame
 
 
 def _same_hour_last_week(traffic: pd.DataFrame, horizon: int) -> npt.NDArray[np.float64]:

@@ -2,8 +2,9 @@
 
 The model directory in the BentoML store is self-contained: the fitted forecaster and its
 seasonal-naive fallback, the model card, the known-in-advance features of the horizon, the sale
-calendar (for what-if forecasts), the interval calibration, the backtest metrics, and the
-serving settings with the per-instance capacity learnt from the infrastructure data.
+calendar (for what-if forecasts), the interval calibration, the backtest metrics, the last week
+of the training target (the lags live actuals continue from), and the serving settings with the
+per-instance capacity learnt from the infrastructure data.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from traffic_forecast.core.config import Config, ServingConfig
+from traffic_forecast.core.config import WEEK_HOURS, Config, ServingConfig
 from traffic_forecast.data.schemas import TrafficRaw
 from traffic_forecast.forecasting import forecasters
 from traffic_forecast.forecasting.capacity import Capacity, learn_capacity
@@ -32,6 +33,7 @@ INTERVALS_FILE = outputs.INTERVALS.name
 METRICS_FILE = outputs.METRICS.name
 SALE_EVENTS_FILE = outputs.SALE_EVENTS.name
 SERVING_FILE = "serving.json"
+RECENT_FILE = "recent.parquet"  # the training data's last week: lags for live actuals
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class ModelArtifacts:
     capacity: Capacity | None  # None where the data had no infrastructure table
     target_utilisation: float
     level_range: tuple[float, float]  # 1st and 99th percentile of the hourly training target
+    recent: pd.Series  # the target's last week of training, on an hourly index
+    holidays: str  # the holiday calendar of the features (features.holidays)
 
 
 def _packaged_outputs(cfg: Config) -> list[outputs.Output]:
@@ -82,9 +86,13 @@ def gather(cfg: Config, into: Path) -> None:
     for output in _packaged_outputs(cfg):
         shutil.copyfile(output.existing(cfg.paths), into / output.name)
     capacity = learnt_capacity(cfg)
-    history = pd.read_parquet(outputs.HISTORY.existing(cfg.paths), columns=[TrafficRaw.target])
+    history = pd.read_parquet(
+        outputs.HISTORY.existing(cfg.paths), columns=[TrafficRaw.timestamp, TrafficRaw.target]
+    )
     low, high = np.percentile(history[TrafficRaw.target].to_numpy(dtype=float), [1, 99])
+    history.iloc[-WEEK_HOURS:].reset_index(drop=True).to_parquet(into / RECENT_FILE, index=False)
     settings = {
+        "holidays": cfg.features.holidays,
         "level_range": [float(low), float(high)],
         "serving": asdict(cfg.serving),
         "sale_kinds": list(cfg.data.sale_kinds),
@@ -106,6 +114,7 @@ def load(folder: Path) -> ModelArtifacts:
     capacity = settings["capacity"]
     # Models packaged before the range was recorded have none to be out of.
     low, high = settings.get("level_range", [0.0, float("inf")])
+    recent = pd.read_parquet(folder / RECENT_FILE)
     return ModelArtifacts(
         forecaster=forecasters.load(folder / FORECASTER_FILE),
         baseline=forecasters.load(folder / BASELINE_FILE),
@@ -119,4 +128,9 @@ def load(folder: Path) -> ModelArtifacts:
         capacity=None if capacity is None else Capacity(**capacity),
         target_utilisation=float(settings["target_utilisation"]),
         level_range=(float(low), float(high)),
+        recent=pd.Series(
+            recent[TrafficRaw.target].to_numpy(dtype=float),
+            index=pd.DatetimeIndex(recent[TrafficRaw.timestamp], freq="h"),
+        ),
+        holidays=str(settings["holidays"]),
     )

@@ -37,6 +37,7 @@ LocalHour = Annotated[
     ),
 ]
 MAX_EVENTS = 100  # structural cap; the packaged serving.max_events is the operative limit
+MAX_OBSERVATIONS = 100_000  # hours in one POST /observations (serving.max_ingest_bytes first)
 
 
 class _Strict(BaseModel):
@@ -124,6 +125,11 @@ class ForecastHour(BaseModel):
 class _Answer(BaseModel):
     model_version: str = Field(description="The BentoML model tag that answered")
     origin: LocalHour = Field(description="The first forecast hour (after the last observed one)")
+    last_observed: LocalHour = Field(description="The newest observed hour the model has seen")
+    stale: bool = Field(
+        default=False, description="True when the actuals are overdue or a gap holds the model back"
+    )
+    stale_reason: str | None = Field(default=None, description="Why the answer is stale")
     coverage: float = Field(description="Coverage of the prediction interval")
     what_if: bool = Field(description="True when planned sales changed the sale calendar")
     fallback: bool = Field(description="True when the seasonal-naive fallback answered")
@@ -154,6 +160,40 @@ class CapacityResponse(_Answer):
     hours: list[CapacityHour]
 
 
+class ObservedHour(_Strict):
+    """One observed hour: its traffic, and optionally how the infrastructure performed."""
+
+    timestamp: str = Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$",
+        description="The hour, site-local time without UTC offset: YYYY-MM-DDTHH:00:00",
+        examples=["2025-07-01T18:00:00"],
+    )
+    # Not strict about NaN here: the pipeline's own data rules refuse it, naming the row.
+    sessions: float = Field(description="Sessions in that hour (>= 0)", examples=[1250000.0])
+    instances: int | None = Field(default=None, description="Instances deployed (>= 1)")
+    cpu_utilization: float | None = Field(default=None, description="Mean CPU, 0 to 1")
+    p95_latency_ms: float | None = Field(default=None, description="95th percentile latency")
+    error_rate: float | None = Field(default=None, description="Share of failed requests")
+
+
+class ObservationsRequest(_Strict):
+    """``POST /observations``: a batch of observed hours, stored all or nothing."""
+
+    observations: list[ObservedHour] = Field(min_length=1, max_length=MAX_OBSERVATIONS)
+
+
+class ObservationsResponse(BaseModel):
+    """What a batch did, and where the served forecast now starts."""
+
+    new: int = Field(description="Hours new to the store")
+    corrected: int = Field(description="Hours whose stored value changed (the old one is kept)")
+    unchanged: int = Field(description="Hours re-sent with the value already stored")
+    origin: LocalHour = Field(description="The first forecast hour after this batch")
+    last_observed: LocalHour = Field(description="The newest hour the model has seen")
+    stale: bool
+    stale_reason: str | None = None
+
+
 class ErrorResponse(BaseModel):
     """Every 4xx and 5xx answer: what is wrong, and per field where it applies."""
 
@@ -175,6 +215,9 @@ def invalid(title: str, field: str, value: Any, message: str) -> ValidationError
 
 
 EXAMPLE_INPUT: dict[str, Any] = {"horizon": 24, "coverage": 0.9}
+EXAMPLE_OBSERVATIONS: dict[str, Any] = {
+    "observations": [{"timestamp": "2025-07-01T00:00:00", "sessions": 1250000.0}]
+}
 EXAMPLE_WHAT_IF: dict[str, Any] = {
     "horizon": 48,
     "events": [

@@ -1,13 +1,16 @@
-"""Forecasts for serving, without HTTP: the default scenario once at load, what-ifs on demand.
+"""Forecasts for serving, without HTTP: the default scenario once per state, what-ifs on demand.
 
-The default scenario (the sale calendar as packaged) does not change until a new model is
-packaged, so the point forecasts of the model and of its seasonal-naive fallback are computed
-once, at load; a request slices them and scales its interval. A what-if (planned sale events)
-rebuilds the sale features of the horizon and runs the model again, which takes tens of ms.
+An engine is one state of the model: what it has been told up to its last observed hour. The
+default scenario (the packaged sale calendar) is forecast once, when the engine is made; a
+request slices it and scales its interval. A what-if (planned sale events) rebuilds the sale
+features of the horizon and runs the model again, which takes tens of ms. New actuals make a
+new engine (`advanced`): the model's state moves forward without a refit, and the old engine
+keeps answering until the new one replaces it whole.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,8 +21,9 @@ import numpy.typing as npt
 import pandas as pd
 from sktime.forecasting.base import ForecastingHorizon
 
-from traffic_forecast.data.schemas import SaleEventsRaw, TrafficRaw
-from traffic_forecast.forecasting.features import sale_features
+from traffic_forecast.core.config import WEEK_HOURS
+from traffic_forecast.data.schemas import SaleEventsRaw
+from traffic_forecast.forecasting.features import features_after, sale_features
 from traffic_forecast.forecasting.forecasters import exogenous, running_sktime
 from traffic_forecast.forecasting.intervals import from_grid
 from traffic_forecast.serving.artifacts import ModelArtifacts
@@ -30,6 +34,20 @@ NATIVE = "native"
 
 class SelfCheckError(Exception):
     """The packaged model cannot forecast: the service stays alive but never becomes ready."""
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What the model has been told: fitted forecasters updated up to the last observed hour."""
+
+    forecaster: Any
+    baseline: Any
+    recent: pd.Series  # the target's last week up to the last observed hour, hourly index
+
+    @property
+    def last_observed(self) -> pd.Timestamp:
+        """The newest hour the model has seen."""
+        return pd.Timestamp(self.recent.index[-1])
 
 
 @dataclass(frozen=True)
@@ -67,34 +85,66 @@ def _bounded(values: Any) -> FloatArray:
 class ForecastEngine:
     """The packaged model's forecasts: precomputed default, what-ifs, the fallback."""
 
-    def __init__(self, artifacts: ModelArtifacts) -> None:
+    def __init__(self, artifacts: ModelArtifacts, state: ModelState | None = None) -> None:
         self.artifacts = artifacts
-        self.timestamps = pd.DatetimeIndex(artifacts.future[TrafficRaw.timestamp], freq="h")
-        self.origin = pd.Timestamp(self.timestamps[0])  # the hour after the last observed one
+        self.state = state or ModelState(artifacts.forecaster, artifacts.baseline, artifacts.recent)
+        self.last_observed = self.state.last_observed
+        self.origin = self.last_observed + pd.Timedelta(hours=1)
+        self.timestamps = pd.date_range(self.origin, periods=len(artifacts.future), freq="h")
         self.uses_exog = bool(artifacts.card.get("uses_exog"))
         self.columns: list[str] = list(artifacts.card.get("exogenous_columns", []))
         self._native = artifacts.intervals.get("method") == NATIVE
         self._model_grid: list[float] = artifacts.intervals.get("log_residual_quantiles", [])
         self._baseline_grid: list[float] = artifacts.intervals["baseline_log_residual_quantiles"]
         self._fh = ForecastingHorizon(self.timestamps, is_relative=False)
-        self._model_point = self._predict(artifacts.future)
+        self.future = self._features(self.timestamps, self.state.recent)  # FutureFeatures
+        self._model_point = self._predict(self.future)
         self._baseline_point = self._predict_baseline()
         self._interval = lru_cache(maxsize=32)(self._default_interval)
         self.check()
 
     @property
     def max_horizon(self) -> int:
-        """How many hours ahead the packaged features reach."""
+        """How many hours ahead the model forecasts (``features.horizon``)."""
         return len(self.timestamps)
+
+    def advanced(self, actuals: pd.Series) -> ForecastEngine:
+        """A new engine: this one's model told ``actuals``, the hours after its last observed.
+
+        The fitted parameters stay (sktime's ``update_params=False``): only the state moves,
+        the lags and the cutoff, so the origin becomes the hour after the newest actual. This
+        engine is left as it was; it answers until the caller swaps the new one in.
+        """
+        expected = pd.date_range(self.origin, periods=len(actuals), freq="h")
+        if not expected.equals(pd.DatetimeIndex(actuals.index)):
+            raise ValueError(f"actuals must be consecutive hours from {self.origin}")
+        y = pd.Series(actuals.to_numpy(dtype=float), index=expected, name="y")
+        observed = pd.concat([self.state.recent, y])
+        forecaster = copy.deepcopy(self.state.forecaster)
+        baseline = copy.deepcopy(self.state.baseline)
+        X = None
+        if self.uses_exog:
+            X = exogenous(self._features(expected, observed), self.columns)
+        with running_sktime():
+            forecaster.update(y, X=X, update_params=False)
+            baseline.update(y, update_params=False)
+        state = ModelState(forecaster, baseline, observed.iloc[-WEEK_HOURS:])
+        return ForecastEngine(self.artifacts, state)
+
+    def _features(self, stamps: pd.DatetimeIndex, observed: pd.Series) -> pd.DataFrame:
+        artifacts = self.artifacts
+        return features_after(
+            stamps, observed, artifacts.sale_events, artifacts.sale_kinds, artifacts.holidays
+        )
 
     def _predict(self, future: pd.DataFrame) -> FloatArray:
         X = exogenous(future, self.columns) if self.uses_exog else None
         with running_sktime():
-            return _bounded(self.artifacts.forecaster.predict(self._fh, X=X).to_numpy())
+            return _bounded(self.state.forecaster.predict(self._fh, X=X).to_numpy())
 
     def _predict_baseline(self) -> FloatArray:
         with running_sktime():
-            return _bounded(self.artifacts.baseline.predict(self._fh).to_numpy())
+            return _bounded(self.state.baseline.predict(self._fh).to_numpy())
 
     def check(self) -> None:
         """Raise `SelfCheckError` unless both forecasts are whole, finite and non-negative."""
@@ -115,11 +165,11 @@ class ForecastEngine:
             return self._band(point, self._model_grid, coverage)
         X = exogenous(future, self.columns) if self.uses_exog else None
         with running_sktime():
-            band = self.artifacts.forecaster.predict_interval(self._fh, X=X, coverage=coverage)
+            band = self.state.forecaster.predict_interval(self._fh, X=X, coverage=coverage)
         return _bounded(band.iloc[:, 0].to_numpy()), _bounded(band.iloc[:, 1].to_numpy())
 
     def _default_interval(self, coverage: float) -> tuple[FloatArray, FloatArray]:
-        lower, upper = self._model_interval(self._model_point, self.artifacts.future, coverage)
+        lower, upper = self._model_interval(self._model_point, self.future, coverage)
         return np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
 
     def default(self, horizon: int, coverage: float) -> Forecast:
@@ -155,7 +205,7 @@ class ForecastEngine:
         )
         calendar = planned if known is None else pd.concat([known[planned.columns], planned])
         sales = sale_features(self.timestamps, calendar, self.artifacts.sale_kinds)
-        future = self.artifacts.future.copy()
+        future = self.future.copy()
         future[list(sales.columns)] = sales.to_numpy()
         return future
 

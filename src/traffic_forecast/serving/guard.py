@@ -27,6 +27,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 VERSION_HEADER = "x-model-version"
+READINESS_PATH = "/readyz"
 JSON_TYPES = frozenset({b"application/json"})
 
 
@@ -44,6 +45,9 @@ class ServiceState(Protocol):
 
     def fast_answer(self, path: str, body: bytes) -> bytes | None:
         """The JSON answer to ``body`` when it is the default scenario's (logged), else None."""
+
+    def not_ready(self) -> str | None:
+        """Why ``/readyz`` fails, or None."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,11 @@ class HttpGuard:
             await self.app(scope, receive, send)
             return
         path, version = scope["path"], state.version
+        if path == READINESS_PATH:  # BentoML answers 503 with no reason: say why
+            reason = state.not_ready()
+            if reason is not None:
+                await send_json(send, 503, {"error": reason}, version)
+                return
         if path in self.api_paths and scope["method"] == "POST":
             reason = state.unavailable(path)
             if reason is not None:

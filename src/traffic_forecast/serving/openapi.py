@@ -3,7 +3,7 @@
 BentoML documents 400, 404 and 500 for every API with its own error model. The service answers
 400 (invalid request), 413 (body too large), 415 (not JSON), 503 (not ready, or no capacity
 data) and 504 (BentoML's request timeout), each with `ErrorResponse`, and never 404 or 500 on
-purpose; the spec here says so, and documents ``GET /metadata``.
+purpose; the spec here says so, and documents ``GET /metadata`` and ``POST /observations``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from traffic_forecast.serving.contract import ErrorResponse
+from traffic_forecast.serving.contract import (
+    EXAMPLE_OBSERVATIONS,
+    ErrorResponse,
+    ObservationsRequest,
+    ObservationsResponse,
+)
+from traffic_forecast.serving.ingest import IngestTarget, observations_view
 
 ERRORS = {
     "400": "Invalid request: the body is not valid JSON, or a field is wrong (see detail)",
@@ -49,7 +55,47 @@ METADATA_PATH = {
 }
 
 
+INGEST_ERRORS = {
+    "400": "A malformed body, or a row failing the raw traffic's checks (rows and checks named)",
+    "401": "No or a wrong bearer token",
+    "413": "Request body larger than serving.max_ingest_bytes",
+    "415": "Content-Type is not application/json",
+    "503": "Ingest is off (no token set), or the store cannot be written; nothing was stored",
+}
+
 Contract = dict[str, tuple[type[BaseModel], type[BaseModel]]]  # path: (request, response)
+
+
+def _observations_path(schema_of: Callable[[type[BaseModel]], dict[str, Any]]) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "Stored (or already stored); where the forecast now starts",
+            "content": {"application/json": {"schema": schema_of(ObservationsResponse)}},
+        }
+    }
+    for code, description in INGEST_ERRORS.items():
+        responses[code] = {
+            "description": description,
+            "content": {"application/json": {"schema": ERROR_REF}},
+        }
+    return {
+        "post": {
+            "summary": "Store observed hours (live actuals): the forecast moves on with them",
+            "operationId": "traffic_forecast__observations",
+            "tags": ["Service APIs"],
+            "security": [{"IngestToken": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": schema_of(ObservationsRequest),
+                        "example": EXAMPLE_OBSERVATIONS,
+                    }
+                },
+            },
+            "responses": responses,
+        }
+    }
 
 
 def documented(spec: dict[str, Any], contract: Contract, sale_kinds: list[str]) -> dict[str, Any]:
@@ -87,13 +133,24 @@ def documented(spec: dict[str, Any], contract: Contract, sale_kinds: list[str]) 
     if sale_kinds and "PlannedSale" in schemas:
         schemas["PlannedSale"]["properties"]["kind"]["enum"] = sale_kinds
     fixed["paths"]["/metadata"] = METADATA_PATH
+    fixed["paths"]["/observations"] = _observations_path(schema_of)
+    fixed["components"].setdefault("securitySchemes", {})["IngestToken"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The service's TRAFFIC_FORECAST_INGEST_TOKEN",
+    }
     return fixed
 
 
 def routes_app(
-    metadata: Callable[[], dict[str, Any] | None], spec: Callable[[], dict[str, Any]]
+    metadata: Callable[[], dict[str, Any] | None],
+    spec: Callable[[], dict[str, Any]],
+    ingest: Callable[[], IngestTarget | None],
 ) -> Starlette:
-    """``GET /metadata`` and ``GET /openapi.json`` (also at BentoML's ``/docs.json``)."""
+    """``GET /metadata``, ``GET /openapi.json`` (also at ``/docs.json``), ``POST /observations``."""
+
+    async def observations(request: Request) -> JSONResponse:
+        return await observations_view(request, ingest())
 
     async def metadata_view(_: Request) -> JSONResponse:
         card = metadata()
@@ -108,6 +165,7 @@ def routes_app(
         routes=[
             Route("/metadata", metadata_view, methods=["GET"]),
             Route("/openapi.json", spec_view, methods=["GET"]),
+            Route("/observations", observations, methods=["POST"]),
             # Mounted apps match before BentoML's own /docs.json: its UI shows this spec too.
             Route("/docs.json", spec_view, methods=["GET"]),
         ]

@@ -7,7 +7,11 @@ from source, the latest ``traffic-forecast`` in the BentoML store, or the tag
 
 - ``POST /forecast``: hourly forecasts with prediction intervals; planned sales make a what-if.
 - ``POST /capacity``: instances per hour to serve the upper forecast at a target CPU level.
-- ``GET /metadata``: lineage. ``/livez``, ``/readyz``, ``/metrics`` are BentoML's.
+- ``POST /observations``: live actuals (bearer token); the forecasts move on with them.
+- ``GET /metadata``: lineage and freshness. ``/livez``, ``/readyz``, ``/metrics`` are BentoML's.
+
+With a store of observed hours (``TRAFFIC_FORECAST_OBSERVATIONS``, set by ``make deploy`` and
+``make serve``), each answer starts after the newest observed hour (`serving.live`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 
 from traffic_forecast.core.config import ServingConfig
+from traffic_forecast.data.observations import Batch
+from traffic_forecast.data.store import StoreUnavailableError, shown_url
 from traffic_forecast.serving import artifacts, predictions
 from traffic_forecast.serving.contract import (
     CapacityHour,
@@ -43,6 +49,7 @@ from traffic_forecast.serving.contract import (
 )
 from traffic_forecast.serving.engine import FloatArray, Forecast, ForecastEngine, PlannedEvent
 from traffic_forecast.serving.guard import HttpGuard
+from traffic_forecast.serving.live import STORE_ENV, Freshness, LiveModel
 from traffic_forecast.serving.openapi import Contract, documented, routes_app
 from traffic_forecast.serving.telemetry import telemetry
 
@@ -80,7 +87,8 @@ CONTRACT: Contract = {
 
 def _spec() -> dict[str, Any]:
     service = _running()
-    kinds = [] if service is None or service.engine is None else service.engine.artifacts.sale_kinds
+    engine = None if service is None else service.engine
+    kinds = [] if engine is None else engine.artifacts.sale_kinds
     return _documented_spec(tuple(kinds))
 
 
@@ -136,6 +144,15 @@ def _outcome(status: int) -> str:
 
 
 @dataclass(frozen=True)
+class View:
+    """One state of the served model, swapped whole: a request reads it once and uses only it."""
+
+    engine: ForecastEngine
+    freshness: Freshness
+    defaults: dict[float, DefaultAnswer] = field(default_factory=dict)  # by coverage
+
+
+@dataclass(frozen=True)
 class DefaultAnswer:
     """The default scenario's answer for every horizon: a request takes the first hours."""
 
@@ -171,7 +188,7 @@ class DefaultAnswer:
     logging={"access": {"enabled": False}},
     tracing={"excluded_urls": [FORECAST, CAPACITY]},
 )
-@bentoml.asgi_app(routes_app(_metadata, _spec), path="/")
+@bentoml.asgi_app(routes_app(_metadata, _spec, _running), path="/")
 class TrafficForecast:
     """One packaged model: the default forecast from memory, what-ifs within a time budget."""
 
@@ -182,19 +199,28 @@ class TrafficForecast:
         self.version = str(stored.tag)
         self.labels = dict(stored.info.labels)
         self._what_ifs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="what-if")
-        self._defaults: dict[float, DefaultAnswer] = {}
+        self._ingests = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self.not_ready_reason: str | None = None
-        self.engine: ForecastEngine | None = None
+        self.view: View | None = None
+        self.live: LiveModel | None = None
         self.serving, self.card, self.metrics = ServingConfig(), {}, {}
         try:
             loaded = artifacts.load(Path(stored.path))
             self.serving, self.card, self.metrics = loaded.serving, loaded.card, loaded.metrics
-            self.engine = ForecastEngine(loaded)  # forecasts once: the self-check
+            packaged = ForecastEngine(loaded)  # forecasts once: the self-check
         except Exception as exc:  # any failure: alive, never ready
             self.not_ready_reason = f"the model failed its self-check: {exc}"
             log.exception("%s: %s", self.version, self.not_ready_reason)
         else:
-            self._default(self.serving.default_coverage)  # the common answer, ready at start
+            self.live = LiveModel(
+                packaged,
+                os.environ.get(STORE_ENV) or None,
+                max_age_hours=self.serving.max_data_age_hours,
+                poll_s=self.serving.observations_poll_s,
+                swap=self._publish,
+            )
+            self._publish(packaged, self.live.freshness)
+            self.live.start()  # reads the store once: a new colour starts current
         log_path = os.environ.get(predictions.ENV)
         self.predictions = (
             None
@@ -231,9 +257,24 @@ class TrafficForecast:
         """Why ``path`` cannot answer now, or None."""
         if self.not_ready_reason is not None:
             return self.not_ready_reason
-        if path == CAPACITY and self._engine().artifacts.capacity is None:
+        if path == CAPACITY and self._view().engine.artifacts.capacity is None:
             return "no capacity data: the model was trained without an infrastructure table"
         return None
+
+    def not_ready(self) -> str | None:
+        """Why ``/readyz`` fails: the model, or a store it cannot write (forecasts still answer)."""
+        if self.not_ready_reason is not None:
+            return self.not_ready_reason
+        if self.live is not None and self.live.store_url and self.live.problem:
+            return f"ingest unavailable, forecasts answer from memory: {self.live.problem}"
+        return None
+
+    def ingest_unavailable(self) -> str | None:
+        """Why observations cannot be stored now, or None (`POST /observations`)."""
+        if self.not_ready_reason is not None or self.live is None:
+            return self.not_ready_reason or "the model is not loaded"
+        self.live.open_store()
+        return self.live.problem
 
     def count(self, endpoint: str, status: int) -> None:
         """Count one answered request by endpoint and outcome."""
@@ -254,17 +295,51 @@ class TrafficForecast:
             return None  # the API refuses it, with the field named
         if request.events:
             return None
-        default = self._default(level)
+        view = self._view()
+        default = self._default(view, level)
         logged: dict[str, Any] = {
             "horizon": request.horizon,
             "coverage": request.coverage,
             "events": [],
         }
-        self._served(FORECAST, logged, default.forecast, hours, default.mean_level(hours))
+        mean = default.mean_level(hours)
+        self._served(view, FORECAST, logged, default.forecast, hours=hours, mean=mean)
         return default.body(hours)
 
     def __is_ready__(self) -> bool:
-        return self.not_ready_reason is None
+        return self.not_ready() is None
+
+    # -- live actuals -------------------------------------------------------------------------
+
+    def _publish(self, engine: ForecastEngine, freshness: Freshness) -> None:
+        """Swap in a new state, its common answer made first (never on the request path)."""
+        view = View(engine, freshness)
+        self._default(view, self.serving.default_coverage)
+        self.view = view
+        telemetry().data_age.set(freshness.age_hours)
+
+    async def store_observations(self, batch: Batch) -> dict[str, Any]:
+        """Store ``batch`` (durable once answered), then move the model before answering."""
+        live = self.live
+        if live is None or live.store is None:
+            raise StoreUnavailableError(self.ingest_unavailable() or "no observations store")
+        store = live.store
+        loop = asyncio.get_running_loop()
+        written = await loop.run_in_executor(self._ingests, store.write, batch)
+        series = telemetry()
+        for outcome in ("new", "corrected", "unchanged"):
+            series.observations.labels(outcome).inc(getattr(written, outcome))
+        await loop.run_in_executor(self._ingests, live.refresh)
+        view = self._view()
+        return {
+            "new": written.new,
+            "corrected": written.corrected,
+            "unchanged": written.unchanged,
+            "origin": view.engine.origin.isoformat(),
+            "last_observed": view.engine.last_observed.isoformat(),
+            "stale": view.freshness.stale,
+            "stale_reason": view.freshness.stale_reason,
+        }
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -278,14 +353,18 @@ class TrafficForecast:
         """Hourly forecasts with prediction intervals, from the hour after the last observed."""
         hours, level = self._checked("ForecastRequest", horizon, coverage)
         request = {"horizon": horizon, "coverage": coverage, "events": events or []}
+        view = self._view()
         if not events:  # the fast path: sliced from memory
-            default = self._default(level)
-            self._served(FORECAST, request, default.forecast, hours, default.mean_level(hours))
+            default = self._default(view, level)
+            mean = default.mean_level(hours)
+            self._served(view, FORECAST, request, default.forecast, hours=hours, mean=mean)
             return default.response(hours)
-        answer = await self._what_if(self._planned("ForecastRequest", events, hours), hours, level)
-        self._served(FORECAST, request, answer, hours, float(np.mean(answer.value)))
+        planned = self._planned(view, "ForecastRequest", events, hours)
+        answer = await self._what_if(view, planned, hours, level)
+        mean = float(np.mean(answer.value))
+        self._served(view, FORECAST, request, answer, hours=hours, mean=mean)
         return ForecastResponse.model_construct(
-            **self._header(answer, what_if=True), forecast=self._hours(answer)
+            **self._header(view, answer, what_if=True), forecast=self._hours(answer)
         )
 
     @bentoml.api(route=CAPACITY, input_spec=CapacityRequest)
@@ -298,10 +377,11 @@ class TrafficForecast:
     ) -> CapacityResponse:
         """Instances per hour to serve the upper forecast at the target CPU utilisation."""
         hours, level = self._checked("CapacityRequest", horizon, coverage)
-        engine = self._engine()
+        view = self._view()
+        engine = view.engine
         if events:
-            planned = self._planned("CapacityRequest", events, hours)
-            answer = await self._what_if(planned, hours, level)
+            planned = self._planned(view, "CapacityRequest", events, hours)
+            answer = await self._what_if(view, planned, hours, level)
         else:
             answer = engine.default(hours, level)
         capacity = engine.artifacts.capacity
@@ -311,9 +391,10 @@ class TrafficForecast:
         peak = int(np.argmax(instances))
         request = {"horizon": horizon, "coverage": coverage, "events": events or [],
                    "target_utilisation": target_utilisation}  # fmt: skip
-        self._served(CAPACITY, request, answer, hours, float(np.mean(answer.value)))
+        mean = float(np.mean(answer.value))
+        self._served(view, CAPACITY, request, answer, hours=hours, mean=mean)
         return CapacityResponse(
-            **self._header(answer, what_if=bool(events)),
+            **self._header(view, answer, what_if=bool(events)),
             target_utilisation=target,
             sessions_per_instance=capacity.sessions_per_instance,
             peak_instances=int(instances[peak]),
@@ -337,18 +418,45 @@ class TrafficForecast:
             "training_window": self.card.get("training_window"),
             "backtest_metrics": self.metrics,
             "libraries": self.card.get("libraries"),
-            "ready": self.not_ready_reason is None,
-            "not_ready_reason": self.not_ready_reason,
+            "ready": self.not_ready() is None,
+            "not_ready_reason": self.not_ready(),
+            "live": self._live_metadata(),
         }
+
+    def _live_metadata(self) -> dict[str, Any] | None:
+        live = self.live
+        if live is None:
+            return None
+        from_store = {
+            "store": None if not live.store_url else shown_url(live.store_url),
+            "store_problem": live.problem,
+            "update_error": live.update_error,
+            "revision": live.revision,
+            "hours_before_training": live.actuals.before_training,
+            "origin": live.engine.origin.isoformat(),
+        }
+        return {**from_store, **live.freshness.as_json()}
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _engine(self) -> ForecastEngine:
-        assert self.engine is not None  # the guard answers 503 before a request gets here
-        return self.engine
+    @property
+    def engine(self) -> ForecastEngine | None:
+        """The model state answering now (None: not ready)."""
+        return None if self.view is None else self.view.engine
+
+    def _view(self) -> View:
+        assert self.view is not None  # the guard answers 503 before a request gets here
+        return self.view
 
     def _served(
-        self, endpoint: str, request: dict[str, Any], answer: Forecast, hours: int, mean: float
+        self,
+        view: View,
+        endpoint: str,
+        request: dict[str, Any],
+        answer: Forecast,
+        *,
+        hours: int,
+        mean: float,
     ) -> None:
         """Count the answer's inputs and outputs, and log it (off the request path)."""
         series = telemetry()
@@ -358,7 +466,7 @@ class TrafficForecast:
             if request[name] is None:
                 series.defaulted.labels(name).inc()
         values = answer.value[:hours]
-        low, high = self._engine().artifacts.level_range
+        low, high = view.engine.artifacts.level_range
         if values.min() < low / 2 or values.max() > 2 * high:
             series.out_of_range.labels(endpoint).inc()
         if self.predictions is not None:
@@ -368,7 +476,8 @@ class TrafficForecast:
                     "model_version": self.version,
                     "endpoint": endpoint,
                     "request": {**request, "events": events},
-                    "origin": self._engine().origin.isoformat(),
+                    "origin": view.engine.origin.isoformat(),
+                    "last_observed": view.engine.last_observed.isoformat(),
                     "what_if": what_if,
                     "fallback": answer.fallback,
                     "fallback_reason": answer.reason,
@@ -383,32 +492,37 @@ class TrafficForecast:
     def _close_prediction_log(self) -> None:
         if self.predictions is not None:
             self.predictions.close()
+        if self.live is not None:
+            self.live.stop()
 
     def _checked(
         self, title: str, horizon: int | None, coverage: float | None
     ) -> tuple[int, float]:
         hours = horizon or self.serving.default_horizon
-        if hours > self._engine().max_horizon:
-            message = f"this model forecasts at most {self._engine().max_horizon} hours ahead"
+        max_horizon = self._view().engine.max_horizon
+        if hours > max_horizon:
+            message = f"this model forecasts at most {max_horizon} hours ahead"
             raise invalid(title, "horizon", hours, message)
         return hours, coverage or self.serving.default_coverage
 
-    def _default(self, coverage: float) -> DefaultAnswer:
+    def _default(self, view: View, coverage: float) -> DefaultAnswer:
         """The default scenario at ``coverage``, whole, kept for the first coverages asked for."""
-        answer = self._defaults.get(coverage)
+        answer = view.defaults.get(coverage)
         if answer is None:
-            forecast = self._engine().default(self._engine().max_horizon, coverage)
-            header = self._header(forecast, what_if=False)
+            forecast = view.engine.default(view.engine.max_horizon, coverage)
+            header = self._header(view, forecast, what_if=False)
             answer = DefaultAnswer(
                 header, forecast, self._hours(forecast), np.cumsum(forecast.value)
             )
-            if len(self._defaults) < DEFAULTS_KEPT:  # clients choosing coverages cannot fill memory
-                self._defaults[coverage] = answer
+            if len(view.defaults) < DEFAULTS_KEPT:  # clients choosing coverages cannot fill memory
+                view.defaults[coverage] = answer
         return answer
 
-    def _planned(self, title: str, events: list[PlannedSale], horizon: int) -> list[PlannedEvent]:
+    def _planned(
+        self, view: View, title: str, events: list[PlannedSale], horizon: int
+    ) -> list[PlannedEvent]:
         """The request's sales, checked against what the model knows and the forecast window."""
-        engine = self._engine()
+        engine = view.engine
         if len(events) > self.serving.max_events:
             message = f"at most {self.serving.max_events} planned sales per request"
             raise invalid(title, "events", len(events), message)
@@ -430,8 +544,10 @@ class TrafficForecast:
             planned.append(PlannedEvent(start, end, event.kind, event.discount_pct))
         return planned
 
-    async def _what_if(self, planned: list[PlannedEvent], hours: int, level: float) -> Forecast:
-        engine, budget = self._engine(), self.serving.what_if_budget_ms / 1000
+    async def _what_if(
+        self, view: View, planned: list[PlannedEvent], hours: int, level: float
+    ) -> Forecast:
+        engine, budget = view.engine, self.serving.what_if_budget_ms / 1000
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
@@ -446,10 +562,13 @@ class TrafficForecast:
         telemetry().fallbacks.labels(label).inc()
         return engine.fallback(hours, level, reason)
 
-    def _header(self, answer: Forecast, *, what_if: bool) -> dict[str, Any]:
+    def _header(self, view: View, answer: Forecast, *, what_if: bool) -> dict[str, Any]:
         return {
             "model_version": self.version,
-            "origin": self._engine().origin.to_pydatetime(),
+            "origin": view.engine.origin.to_pydatetime(),
+            "last_observed": view.engine.last_observed.to_pydatetime(),
+            "stale": view.freshness.stale,
+            "stale_reason": view.freshness.stale_reason,
             "coverage": answer.coverage,
             "what_if": what_if,
             "fallback": answer.fallback,

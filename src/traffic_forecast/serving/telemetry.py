@@ -30,6 +30,8 @@ class Telemetry:
     defaulted: Counter
     out_of_range: Counter
     log_dropped: Counter
+    data_age: Gauge
+    observations: Counter
 
     def served(self, endpoint: str, horizon: int, what_if: bool, mean_level: float) -> None:
         """Record one answered forecast request."""
@@ -83,6 +85,17 @@ def telemetry() -> Telemetry:
         log_dropped=Counter(
             "traffic_forecast_prediction_log_dropped",
             "Served forecasts the prediction log dropped (its queue was full)",
+        ),
+        data_age=Gauge(
+            "traffic_forecast_data_age_hours",
+            "Hours since the end of the newest actual the model has seen (alert above "
+            "serving.max_data_age_hours)",
+            multiprocess_mode="max",
+        ),
+        observations=Counter(
+            "traffic_forecast_observations",
+            "Observed hours received over HTTP: new, corrected (a revision kept), unchanged",
+            ["outcome"],
         ),
         model_info=Gauge(
             "traffic_forecast_model_info",
