@@ -184,13 +184,17 @@ k8s: install ## Write the Argo Rollouts blue/green manifests (deploy/kubernetes/
 bento-export: repro ## Build the Bento and export it to build/traffic-forecast.bento (release)
 	$(TF) bento --export build/traffic-forecast.bento $(ARGS)
 
-# Debian packages the tests and benchmarks start themselves: nginx (the blue/green router) and
-# wrk (load). Installed with apt-get when missing (as root, or through sudo).
+# Debian packages the tests and benchmarks start themselves: nginx (the blue/green router), wrk
+# (load) and PostgreSQL (the shared store of live actuals, whose binaries are off PATH, in
+# /usr/lib/postgresql/<version>/bin). Installed with apt-get when missing (as root, or through
+# sudo).
 .PHONY: system-deps
-system-deps: ## Install the Debian packages the tests start (nginx-light, wrk) if missing
+system-deps: ## Install the Debian packages the tests start (nginx-light, wrk, postgresql) if missing
 	@missing=""; \
 	{ test -x /usr/sbin/nginx || command -v nginx >/dev/null; } || missing="$$missing nginx-light"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_ctl >/dev/null; } || \
+		missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		echo "installing$$missing with apt-get"; \

@@ -111,6 +111,21 @@ BAD_INPUTS: dict[str, tuple[Mutation, str, str, str, tuple[int, ...]]] = {
         (9,),
     ),
     "nan_spelled": (_set_cell(TRAFFIC, 9, 1, "NaN"), TRAFFIC, "sessions", "not_nan", (9,)),
+    # pandas raises on a column mixing offsets and naive times: named, not a crash
+    "utc_offset": (
+        _set_cell(TRAFFIC, 6, 0, "2024-01-01T04:00:00+02:00"),
+        TRAFFIC,
+        "timestamp",
+        "no_utc_offset",
+        (6,),
+    ),
+    "year_beyond_nanoseconds": (
+        _set_cell(TRAFFIC, 7, 0, "2999-01-01T00:00:00"),
+        TRAFFIC,
+        "timestamp",
+        "parsable_as_timestamp",
+        (7,),
+    ),
     "empty_cell": (_set_cell(INFRA, 3, 2, ""), INFRA, "cpu_utilization", "not_nullable", (3,)),
     "infinity": (_set_cell(INFRA, 4, 3, "inf"), INFRA, "p95_latency_ms", "finite", (4,)),
     "empty_file": (_write_bytes(TRAFFIC, lambda _: b""), TRAFFIC, "-", "file_not_empty", ()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import Any
@@ -12,7 +13,8 @@ import pytest
 from sktime.forecasting.base import ForecastingHorizon
 
 from tests.packaged import Packaged, quiet_evening
-from traffic_forecast.forecasting.forecasters import exogenous
+from traffic_forecast.forecasting.features import build_features
+from traffic_forecast.forecasting.forecasters import exogenous, target_series
 from traffic_forecast.pipeline import outputs
 from traffic_forecast.serving.artifacts import ModelArtifacts
 from traffic_forecast.serving.engine import ForecastEngine, PlannedEvent, SelfCheckError
@@ -139,3 +141,81 @@ class _ForecastsNothing:
 def test_a_model_that_forecasts_nan_fails_its_self_check(loaded: ModelArtifacts) -> None:
     with pytest.raises(SelfCheckError, match="model forecast is not"):
         ForecastEngine(dataclasses.replace(loaded, forecaster=_ForecastsNothing()))
+
+
+# --- moving forward with live actuals ---------------------------------------------------------
+
+
+def _next_hours(engine: ForecastEngine, hours: int, scale: float = 1.1) -> pd.Series:
+    """Plausible actuals for the hours after the engine's last observed: last week's, scaled."""
+    recent = engine.state.recent
+    values = np.resize(recent.to_numpy(), hours) * scale
+    return pd.Series(values, index=pd.date_range(engine.origin, periods=hours, freq="h"))
+
+
+def test_the_recomputed_horizon_features_are_the_pipelines(
+    engine: ForecastEngine, packaged: Packaged
+) -> None:
+    pipeline = outputs.read_frame(outputs.FUTURE, packaged.cfg.paths)
+    served = engine.future[pipeline.columns]
+    pd.testing.assert_frame_equal(served, pipeline, check_dtype=False)
+
+
+def test_advancing_equals_sktime_told_the_same_hours_offline(
+    engine: ForecastEngine, packaged: Packaged
+) -> None:
+    """Online equals offline: the service's path against `build_features` over the whole series."""
+    actuals = _next_hours(engine, 30)
+    moved = engine.advanced(actuals)
+    assert moved.origin == actuals.index[-1] + pd.Timedelta(hours=1)
+    assert moved.last_observed == actuals.index[-1]
+
+    cfg = packaged.cfg
+    traffic, events = outputs.read_validated(cfg.paths, with_events=True)
+    extended = pd.concat(
+        [traffic, pd.DataFrame({"timestamp": actuals.index, "target": actuals.to_numpy()})],
+        ignore_index=True,
+    )
+    inputs = build_features(extended, events, list(cfg.data.sale_kinds), cfg.features)
+    columns = engine.columns
+    new_rows = inputs.history.iloc[-len(actuals) :]
+    offline = copy.deepcopy(engine.artifacts.forecaster)
+    offline.update(target_series(new_rows), X=exogenous(new_rows, columns), update_params=False)
+    fh = ForecastingHorizon(pd.DatetimeIndex(inputs.future["timestamp"]), is_relative=False)
+    expected = offline.predict(fh, X=exogenous(inputs.future, columns)).to_numpy()
+    served = moved.default(WEEK, 0.9)
+    np.testing.assert_allclose(served.value, np.maximum(expected, 0.0), rtol=1e-9)
+    assert list(served.timestamps) == list(fh.to_pandas())
+
+
+def test_advancing_in_steps_equals_advancing_at_once(engine: ForecastEngine) -> None:
+    actuals = _next_hours(engine, 12)
+    at_once = engine.advanced(actuals)
+    in_steps = engine.advanced(actuals.iloc[:5]).advanced(actuals.iloc[5:])
+    np.testing.assert_allclose(
+        in_steps.default(WEEK, 0.9).value, at_once.default(WEEK, 0.9).value, rtol=1e-12
+    )
+
+
+def test_advancing_leaves_the_engine_it_came_from_as_it_was(engine: ForecastEngine) -> None:
+    before = engine.default(WEEK, 0.9).value.copy()
+    origin = engine.origin
+    engine.advanced(_next_hours(engine, 6, scale=3.0))
+    assert engine.origin == origin
+    np.testing.assert_array_equal(engine.default(WEEK, 0.9).value, before)
+
+
+def test_the_actuals_move_the_forecast(engine: ForecastEngine) -> None:
+    """Higher traffic than the model expected lifts the next hours (the AR state moved)."""
+    usual = engine.advanced(_next_hours(engine, 24, scale=1.0)).default(6, 0.9).value
+    busier = engine.advanced(_next_hours(engine, 24, scale=1.5)).default(6, 0.9).value
+    assert (busier > usual).all()
+
+
+@pytest.mark.parametrize("offsets", [[1, 2, 3], [-1, 0, 1], [0, 2]], ids=["gap", "rewind", "holey"])
+def test_only_the_next_consecutive_hours_can_be_told(
+    engine: ForecastEngine, offsets: list[int]
+) -> None:
+    index = pd.DatetimeIndex([engine.origin + pd.Timedelta(hours=h) for h in offsets])
+    with pytest.raises(ValueError, match="consecutive hours"):
+        engine.advanced(pd.Series(np.ones(len(index)), index=index))

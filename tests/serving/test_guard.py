@@ -60,10 +60,14 @@ class _State:
     version: str = "traffic-forecast:v1"
     max_body_bytes: int = LIMIT
     reason: str | None = None
+    readiness: str | None = None  # why /readyz fails
     counted: list[tuple[str, int]] = field(default_factory=list)
 
     def unavailable(self, path: str) -> str | None:
         return self.reason
+
+    def not_ready(self) -> str | None:
+        return self.readiness
 
     fast: dict[bytes, bytes] = field(default_factory=dict)  # body → the answer sent from memory
 
@@ -151,6 +155,14 @@ def test_other_routes_pass_untouched_but_stamped_and_uncounted() -> None:
     assert (status, app.calls) == (200, 1)
     assert headers[VERSION_HEADER.encode()] == b"traffic-forecast:v1"
     assert state.counted == []
+
+
+def test_readiness_says_why_it_fails() -> None:
+    state = _State(readiness="ingest unavailable, forecasts answer from memory: the store is gone")
+    status, headers, body, app = _call(_scope([], path="/readyz", method="GET"), [b""], state)
+    assert (status, app.calls) == (503, 0)
+    assert json.loads(body) == {"error": state.readiness}
+    assert headers[VERSION_HEADER.encode()] == b"traffic-forecast:v1"
 
 
 def test_a_fast_answer_is_sent_from_memory_counted_and_stamped() -> None:

@@ -44,7 +44,7 @@ def client(packaged: Packaged) -> Iterator[TestClient]:
 
 
 def _sale_at(svc: TrafficForecast, offset_hours: int, hours: int = 4) -> dict[str, Any]:
-    return _sale_from(svc._engine().origin + pd.Timedelta(hours=offset_hours), hours)
+    return _sale_from(svc._view().engine.origin + pd.Timedelta(hours=offset_hours), hours)
 
 
 def _sale_from(start: pd.Timestamp, hours: int = 4) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def test_the_class_serves_the_packaged_model_from_the_origin(
     answer = _run(svc.forecast(horizon=24))
     assert answer.model_version == packaged.tag
     assert len(answer.forecast) == 24
-    assert answer.origin == svc._engine().origin.to_pydatetime()
+    assert answer.origin == svc._view().engine.origin.to_pydatetime()
     assert answer.forecast[0].timestamp == answer.origin
     assert (answer.fallback, answer.what_if, answer.coverage) == (False, False, 0.9)
     assert all(h.lower <= h.value <= h.upper for h in answer.forecast)
@@ -85,8 +85,8 @@ def _planned(sale: dict[str, Any]) -> PlannedSale:
 
 
 def test_a_what_if_within_budget_is_the_models_answer(svc: TrafficForecast) -> None:
-    start = quiet_evening(svc._engine())
-    offset = int((start - svc._engine().origin) / pd.Timedelta(hours=1))
+    start = quiet_evening(svc._view().engine)
+    offset = int((start - svc._view().engine.origin) / pd.Timedelta(hours=1))
     answer = _run(svc.forecast(horizon=offset + 24, events=[_planned(_sale_from(start))]))
     default = _run(svc.forecast(horizon=offset + 24))
     assert (answer.what_if, answer.fallback) == (True, False)
@@ -104,7 +104,7 @@ def test_a_what_if_over_its_budget_is_answered_by_the_fallback(
     answer = _run(svc.forecast(horizon=24, events=[sale]))
     assert (answer.what_if, answer.fallback) == (True, True)
     assert "1 ms budget" in (answer.fallback_reason or "")
-    fallback = svc._engine().fallback(24, 0.9, "x")
+    fallback = svc._view().engine.fallback(24, 0.9, "x")
     np.testing.assert_allclose([h.value for h in answer.forecast], fallback.value)
 
 
@@ -114,7 +114,7 @@ def test_a_failing_model_is_answered_by_the_fallback(
     def broken(*_: Any) -> Any:
         raise RuntimeError("the model store is on fire")
 
-    monkeypatch.setattr(svc._engine(), "what_if", broken)
+    monkeypatch.setattr(svc._view().engine, "what_if", broken)
     sale = _planned(_sale_at(svc, 10))
     answer = _run(svc.forecast(horizon=24, events=[sale]))
     assert answer.fallback is True
@@ -124,7 +124,7 @@ def test_a_failing_model_is_answered_by_the_fallback(
 def test_capacity_sizes_the_fleet_for_the_upper_forecast(svc: TrafficForecast) -> None:
     answer = _run(svc.capacity(horizon=24, target_utilisation=0.5))
     forecast = _run(svc.forecast(horizon=24))
-    capacity = svc._engine().artifacts.capacity
+    capacity = svc._view().engine.artifacts.capacity
     assert capacity is not None
     for hour, served in zip(answer.hours, forecast.forecast, strict=True):
         assert hour.upper == served.upper
@@ -221,7 +221,7 @@ def test_the_fast_path_keeps_answers_for_a_bounded_number_of_coverages(
     running = bentoml.get_current_service()
     for i in range(1, 40):
         assert client.post("/forecast", json={"coverage": i / 40}).status_code == 200
-    assert len(running._defaults) == service_module.DEFAULTS_KEPT
+    assert len(running._view().defaults) == service_module.DEFAULTS_KEPT
 
 
 def _bad_requests(svc: TrafficForecast) -> dict[str, tuple[dict[str, Any], int]]:

@@ -246,9 +246,14 @@ class ObservationStore:
             f"INSERT INTO {observations.name} ({', '.join(columns)}) "
             f"VALUES ({', '.join([marker] * len(columns))})"
         )
+        driver_error = self.engine.dialect.loaded_dbapi.Error
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.executemany(sql, rows)
+        except driver_error as exc:
+            # Raised as SQLAlchemy raises every other statement's error, so `write` reports a
+            # refused insert (disk full, a constraint) as the store's, not as a crash.
+            raise sa.exc.DBAPIError.instance(sql, None, exc, driver_error) from exc
         finally:
             cursor.close()
 

@@ -21,6 +21,9 @@ from traffic_forecast.data.schemas import TABLE_CHECK_COLUMNS
 HEADER_LINES = 1  # CSV line of the first data row is its index + HEADER_LINES + 1
 SAMPLES_KEPT = 100  # failing values kept as text per check (the JSON report shows 100)
 _NAN_WORDS = frozenset({"nan", "na", "n/a", "null", "none"})
+OFFSET_CHECK = "no_utc_offset"
+# A time of day followed by a UTC offset as ISO 8601 writes it (Z, +02, +0200, +02:00).
+_UTC_OFFSET = r"[T\s]\d{2}.*(?:Z|[+-]\d{2}(?::?\d{2})?)\s*$"
 
 
 @dataclass(frozen=True)
@@ -126,10 +129,20 @@ def parse_number(
 
 
 def parse_timestamp(text: pd.Series, file: str, column: str) -> tuple[pd.Series, list[Failure]]:
-    """Parse ISO 8601 text to timestamps; unparsable cells are failures and become NaT."""
-    values = pd.to_datetime(text, errors="coerce", format="ISO8601").astype("datetime64[ns]")
+    """Parse ISO 8601 text to timestamps; unparsable cells are failures and become NaT.
+
+    Hours are site-local without a UTC offset. pandas cannot parse a column mixing the two
+    (it raises), so a cell with an offset is a failure of its own, blanked before parsing.
+    """
+    has_offset = text.astype("string").str.contains(_UTC_OFFSET, regex=True).fillna(False)
+    failures = _failure_at(file, column, OFFSET_CHECK, text, has_offset)
+    text = text.mask(has_offset)
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+    # pandas parses years like 2999 at a coarser unit; nanoseconds cannot hold them.
+    representable = (parsed >= pd.Timestamp.min) & (parsed <= pd.Timestamp.max)
+    values = parsed.where(representable).astype("datetime64[ns]")
     bad = text.notna() & values.isna()
-    return values, _failure_at(file, column, "parsable_as_timestamp", text, bad)
+    return values, failures + _failure_at(file, column, "parsable_as_timestamp", text, bad)
 
 
 def parse_for_schema(

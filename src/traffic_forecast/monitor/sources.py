@@ -1,50 +1,58 @@
-"""What the monitor compares: the served model, its training data, the new actuals, the forecasts.
+"""What the monitor compares: the served model, its training data, and the new actuals.
 
-New actuals are raw tables like ``data/raw``'s, validated by the pipeline's own checks (a sale
-kind the model does not know is drift to report, not a validation failure). The forecasts are
-the ones the prediction logs say were served, else the packaged model's default forecast.
+New actuals come from the store of observed hours the service reads (``observations.url``)
+when it holds hours after the model's training, else from raw tables like ``data/raw``'s in
+``monitor.actuals_dir``, validated by the pipeline's own checks (a sale kind the model does not
+know is drift to report, not a validation failure). The forecasts scored are in ``served``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import bentoml
 import pandas as pd
 from bentoml.exceptions import BentoMLException
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from traffic_forecast.core.config import Config
+from traffic_forecast.core.config import Config, DataConfig
 from traffic_forecast.core.errors import DataValidationError, PipelineInputError
-from traffic_forecast.data.schemas import InfrastructureRaw, SaleEventsRaw, TrafficRaw
+from traffic_forecast.data.schemas import (
+    OBSERVED_INFRASTRUCTURE,
+    InfrastructureRaw,
+    SaleEventsRaw,
+    TrafficRaw,
+)
+from traffic_forecast.data.store import ObservationStore, StoreUnavailableError, shown_url
 from traffic_forecast.data.validation import raw_files, read_raw, validate_raw
 from traffic_forecast.data.validation_report import render_markdown
+from traffic_forecast.deploy.state import observations_url
 from traffic_forecast.forecasting.capacity import learn_capacity
 from traffic_forecast.pipeline import outputs
-from traffic_forecast.serving import artifacts, predictions
+from traffic_forecast.serving import artifacts
 from traffic_forecast.serving.artifacts import ModelArtifacts
-from traffic_forecast.serving.engine import ForecastEngine
+
+log = logging.getLogger(__name__)
+
+ActualsFrom = Literal["auto", "store", "files"]
+ACTUALS_FROM: tuple[ActualsFrom, ...] = ("auto", "store", "files")
 
 
 @dataclass(frozen=True)
 class NewData:
-    """The validated new tables (hours after the model's training only)."""
+    """The new actuals (hours after the model's training only), and where they came from."""
 
     traffic: pd.Series  # target on an hourly index
     infrastructure: pd.DataFrame | None
     sale_kinds: list[str]  # every kind in the new sale calendar
-
-
-@dataclass(frozen=True)
-class Served:
-    """The model being watched and the forecast it served (or serves) from its origin."""
-
-    tag: str
-    artifacts: ModelArtifacts
-    forecast: pd.DataFrame  # index: hour; value, lower, upper
-    source: str  # prediction log, or recomputed
+    source: ActualsFrom  # store or files
+    described: str  # where they were read, in words, for the report
 
 
 def model_artifacts(cfg: Config, which: str) -> tuple[str, ModelArtifacts]:
@@ -61,6 +69,15 @@ def model_artifacts(cfg: Config, which: str) -> tuple[str, ModelArtifacts]:
     return str(model.tag), artifacts.load(Path(model.path))
 
 
+def _sale_kinds(data: DataConfig, calendar: Path | None) -> list[str]:
+    """The configured sale kinds, and those of the sale calendar at ``calendar`` if it exists."""
+    kinds = list(data.sale_kinds)
+    if calendar is not None and calendar.is_file():
+        seen = pd.read_csv(calendar, usecols=[SaleEventsRaw.kind])[SaleEventsRaw.kind]
+        kinds = sorted(set(kinds) | set(seen.dropna().astype(str)))
+    return kinds
+
+
 def read_new(cfg: Config, folder: Path, training_end: pd.Timestamp) -> NewData:
     """Validate the raw tables in ``folder`` and keep the hours after ``training_end``."""
     data = cfg.data
@@ -70,10 +87,8 @@ def read_new(cfg: Config, folder: Path, training_end: pd.Timestamp) -> NewData:
             f"no new actuals: {files['traffic']} not found (the example's: `make actuals`; "
             "your own: the export job writes the raw tables there)"
         )
-    kinds = list(data.sale_kinds)
-    if "sale_events" in files and Path(files["sale_events"]).is_file():
-        seen = pd.read_csv(files["sale_events"], usecols=[SaleEventsRaw.kind])[SaleEventsRaw.kind]
-        kinds = sorted(set(kinds) | set(seen.dropna().astype(str)))
+    events = files.get("sale_events")
+    kinds = _sale_kinds(data, None if events is None else Path(events))
     relaxed = dataclasses.replace(
         data,
         traffic_file=files["traffic"],
@@ -93,7 +108,76 @@ def read_new(cfg: Config, folder: Path, training_end: pd.Timestamp) -> NewData:
     infra = result.tables.get("infrastructure")
     if infra is not None:
         infra = infra[infra[InfrastructureRaw.timestamp] > training_end]
-    return NewData(series[series.index > training_end], infra, kinds)
+    return NewData(
+        series[series.index > training_end], infra, kinds, "files", f"raw tables in {folder}"
+    )
+
+
+def read_store(cfg: Config, training_end: pd.Timestamp, calendar_dir: Path) -> NewData | None:
+    """The store's current hours after ``training_end``; None when it holds none (or is absent).
+
+    The store holds observed hours, not the sale calendar: the new sale kinds are read from the
+    calendar file in ``calendar_dir`` when one is there. Hours whose instances and CPU were
+    observed too feed the capacity check.
+    """
+    url = observations_url(cfg)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return None  # no service has stored an hour here; do not create the file by looking
+    store = ObservationStore(url)
+    try:
+        current = store.current(after=training_end)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise StoreUnavailableError(f"{shown_url(url)}: {reason}") from None
+    finally:
+        store.close()
+    if current.empty:
+        return None
+    stamps = pd.DatetimeIndex(current[TrafficRaw.timestamp])
+    traffic = pd.Series(current[TrafficRaw.target].to_numpy(dtype=float), index=stamps)
+    measured = [InfrastructureRaw.instances, InfrastructureRaw.cpu_utilization]
+    infra = current.dropna(subset=measured)[[TrafficRaw.timestamp, *OBSERVED_INFRASTRUCTURE]]
+    calendar_file = cfg.data.sale_events_file
+    calendar = None if not calendar_file else calendar_dir / Path(calendar_file).name
+    kinds = _sale_kinds(cfg.data, calendar)
+    sales = f"sale calendar {calendar}" if calendar and calendar.is_file() else "no sale calendar"
+    return NewData(
+        traffic,
+        None if infra.empty else infra.reset_index(drop=True),
+        kinds,
+        "store",
+        f"the observation store {shown_url(url)} ({sales})",
+    )
+
+
+def new_actuals(
+    cfg: Config, folder: Path, training_end: pd.Timestamp, actuals_from: ActualsFrom = "auto"
+) -> NewData:
+    """The new actuals: ``store``, ``files`` (``folder``), or ``auto`` (the store if it has any)."""
+    if actuals_from == "files":
+        return read_new(cfg, folder, training_end)
+    try:
+        stored = read_store(cfg, training_end, folder)
+    except StoreUnavailableError as exc:
+        if actuals_from == "store":
+            raise
+        why = f"the observation store is unavailable: {exc}"
+        log.warning("%s; reading the raw tables in %s", why, folder)
+    else:
+        if stored is not None:
+            return stored
+        store = shown_url(observations_url(cfg))
+        why = f"the observation store {store} has no hour after {training_end}"
+        if actuals_from == "store":
+            raise PipelineInputError(
+                f"{why}: `traffic-forecast observe FILE.csv` or POST /observations stores them"
+            )
+    try:
+        files = read_new(cfg, folder, training_end)
+    except PipelineInputError as exc:
+        raise PipelineInputError(f"{exc}; and {why}") from None
+    return dataclasses.replace(files, described=f"{files.described} ({why})")
 
 
 def reference(cfg: Config, training_end: pd.Timestamp) -> pd.Series:
@@ -118,25 +202,3 @@ def recent_capacity(traffic: pd.Series, infra: pd.DataFrame | None, cfg: Config)
     except DataValidationError:
         return None
     return learnt.sessions_per_instance
-
-
-def served_forecast(tag: str, loaded: ModelArtifacts, log_glob: str) -> Served:
-    """The longest default forecast the logs say ``tag`` served; else the model's own."""
-    entries = predictions.read(predictions.log_files(log_glob))
-    logged = [
-        e
-        for e in entries
-        if e.get("model_version") == tag and not e.get("what_if") and not e.get("fallback")
-    ]
-    if logged:
-        longest = max(logged, key=lambda e: len(e["value"]))
-        hours = pd.date_range(longest["origin"], periods=len(longest["value"]), freq="h")
-        frame = pd.DataFrame({k: longest[k] for k in ("value", "lower", "upper")}, index=hours)
-        return Served(tag, loaded, frame, f"prediction log ({len(logged)} default answers)")
-    engine = ForecastEngine(loaded)
-    answer = engine.default(engine.max_horizon, loaded.serving.default_coverage)
-    frame = pd.DataFrame(
-        {"value": answer.value, "lower": answer.lower, "upper": answer.upper},
-        index=answer.timestamps,
-    )
-    return Served(tag, loaded, frame, "recomputed from the packaged model (no prediction log)")

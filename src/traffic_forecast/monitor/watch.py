@@ -26,14 +26,15 @@ from traffic_forecast.deploy.state import state_dir_of
 from traffic_forecast.forecasting import plots
 from traffic_forecast.monitor import drift
 from traffic_forecast.monitor.drift import Verdict
+from traffic_forecast.monitor.served import Served, served_forecast
 from traffic_forecast.monitor.sources import (
+    ACTUALS_FROM,
+    ActualsFrom,
     NewData,
-    Served,
     model_artifacts,
-    read_new,
+    new_actuals,
     recent_capacity,
     reference,
-    served_forecast,
 )
 from traffic_forecast.report.charts import xychart
 
@@ -71,19 +72,27 @@ def _prediction_logs(cfg: Config) -> str:
     return str(prediction_log_path(state_dir_of(cfg.deploy.state_dir), "*")) + "*"
 
 
-def watch(cfg: Config, actuals_dir: Path, model: str = "live") -> Watch:
-    """Compare the new actuals in ``actuals_dir`` with the served model and its training data."""
+def watch(
+    cfg: Config, actuals_dir: Path, model: str = "live", actuals_from: ActualsFrom = "auto"
+) -> Watch:
+    """Compare the new actuals with the served model and its training data.
+
+    ``actuals_from``: ``store`` (the observation store), ``files`` (the raw tables in
+    ``actuals_dir``), or ``auto``: the store when it holds hours after the training, else files.
+    """
     monitor = cfg.monitor
     tag, loaded = model_artifacts(cfg, _live_model(cfg) if model == "live" else model)
     training_end = pd.Timestamp(loaded.card["training_window"]["end"])
-    new = read_new(cfg, actuals_dir, training_end)
+    new = new_actuals(cfg, actuals_dir, training_end, actuals_from)
     if new.traffic.empty:
         raise PipelineInputError(
-            f"no actual hour after the training end {training_end} in {actuals_dir}"
+            f"no actual hour after the training end {training_end} in {new.described}"
         )
     ref_traffic = reference(cfg, training_end)
     reference_window = ref_traffic.iloc[-monitor.reference_weeks * drift.WEEK :]
-    recent = new.traffic.iloc[-monitor.recent_weeks * drift.WEEK :]
+    # By time, not by count: the store may hold scattered hours.
+    weeks = pd.Timedelta(hours=monitor.recent_weeks * drift.WEEK)
+    recent = new.traffic[new.traffic.index > new.traffic.index[-1] - weeks]
     kinds, new_kinds = drift.kinds_check(loaded.sale_kinds, new.sale_kinds)
     data_checks = [
         drift.level_check(reference_window, recent, monitor),
@@ -99,7 +108,12 @@ def watch(cfg: Config, actuals_dir: Path, model: str = "live") -> Watch:
         data_checks.append(capacity)
     served = served_forecast(tag, loaded, _prediction_logs(cfg))
     measured = drift.quality(served.forecast, new.traffic)
-    nominal = float(loaded.intervals.get("coverage", cfg.backtest.coverage))
+    promised = served.nominal(new.traffic.index)  # the coverage the scored answers were asked at
+    nominal = (
+        float(loaded.intervals.get("coverage", cfg.backtest.coverage))
+        if promised is None
+        else promised
+    )
     quality_checks = drift.quality_checks(
         measured, float(loaded.metrics["model"]["mae"]), nominal, monitor
     )
@@ -130,8 +144,8 @@ def render_markdown(result: Watch) -> str:
         f"**{verdict.headline()}**",
         "",
         f"Model `{result.served.tag}`, trained up to {result.training_end:%Y-%m-%d %H:%M}; new "
-        f"actuals {new.index[0]:%Y-%m-%d %H:%M} → {new.index[-1]:%Y-%m-%d %H:%M} ({len(new):,} h). "
-        f"Forecast: {result.served.source}.",
+        f"actuals {new.index[0]:%Y-%m-%d %H:%M} → {new.index[-1]:%Y-%m-%d %H:%M} ({len(new):,} h) "
+        f"from {result.new.described}. Forecast: {result.served.source}.",
         "",
         "## Checks",
         "",
@@ -181,9 +195,16 @@ def _quality_lines(result: Watch) -> list[str]:
         [new[common].tolist(), shown["value"].tolist()],
         1e3,
     )
+    origins = result.served.origins(new.index)
+    scored = (
+        f"each with the forecast served for it when it came ({origins} forecast "
+        f"origin{'s' if origins > 1 else ''})"
+        if result.served.logged
+        else "with the packaged model's forecast from its training end"
+    )
     return [
-        f"{quality.hours} hours: MAE {quality.mae:,.0f}, MAPE {quality.mape:.1f} %, interval "
-        f"coverage {quality.coverage:.0%}.",
+        f"{quality.hours} hours, {scored}: MAE {quality.mae:,.0f}, MAPE {quality.mape:.1f} %, "
+        f"interval coverage {quality.coverage:.0%}.",
         "",
         "| day | MAE | hours |",
         "|---|---:|---:|",
@@ -200,8 +221,15 @@ def write(result: Watch, reports: Path) -> None:
     payload = result.verdict.as_json() | {
         "model": result.served.tag,
         "training_end": str(result.training_end),
-        "actuals": {"first": str(new.index[0]), "last": str(new.index[-1]), "hours": len(new)},
+        "actuals": {
+            "first": str(new.index[0]),
+            "last": str(new.index[-1]),
+            "hours": len(new),
+            "source": result.new.source,
+            "from": result.new.described,
+        },
         "forecast_source": result.served.source,
+        "forecast_origins": result.served.origins(new.index),
     }
     write_json_atomic(reports / REPORT_JSON, payload)
     write_text_atomic(reports / REPORT_MD, render_markdown(result))
@@ -210,7 +238,12 @@ def write(result: Watch, reports: Path) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.overrides)
-    result = watch(cfg, args.actuals or Path(cfg.monitor.actuals_dir), args.model)
+    actuals_from = args.actuals_from
+    if args.actuals is not None:  # a folder named on the command line: its files, nothing else
+        if actuals_from == "store":
+            raise PipelineInputError("--actuals DIR reads files: it cannot go with --from store")
+        actuals_from = "files"
+    result = watch(cfg, args.actuals or Path(cfg.monitor.actuals_dir), args.model, actuals_from)
     reports = Path(cfg.paths.reports_dir)
     write(result, reports)
     print(result.verdict.headline())
@@ -221,9 +254,23 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``traffic-forecast monitor [--actuals DIR] [--model WHICH] [overrides…]``."""
+    """``traffic-forecast monitor [--from WHERE | --actuals DIR] [--model WHICH] [overrides…]``."""
     parser = command.parser("monitor", __doc__)
-    parser.add_argument("--actuals", type=Path, default=None, help="default: monitor.actuals_dir")
+    parser.add_argument(
+        "--from",
+        dest="actuals_from",
+        choices=ACTUALS_FROM,
+        default="auto",
+        help="new actuals from the observation store, the raw files in monitor.actuals_dir, or "
+        "auto (default): the store when it holds hours after the training, else the files",
+    )
+    parser.add_argument(
+        "--actuals",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="read the raw files in DIR (implies --from files; default: monitor.actuals_dir)",
+    )
     parser.add_argument(
         "--model", default="live", help="live (default), workspace, latest or a tag"
     )

@@ -173,6 +173,13 @@ class LiveModel:
                 self.problem = f"the observations store {shown_url(self.store_url)}: {exc}"
         return self.store
 
+    def check_store(self) -> str | None:
+        """Why the store cannot take a write now (checked now, not at the last poll), or None."""
+        store = self.open_store()
+        if store is not None:
+            self.problem = store.unwritable()
+        return self.problem
+
     # -- following it -------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -212,15 +212,7 @@ class TrafficForecast:
             self.not_ready_reason = f"the model failed its self-check: {exc}"
             log.exception("%s: %s", self.version, self.not_ready_reason)
         else:
-            self.live = LiveModel(
-                packaged,
-                os.environ.get(STORE_ENV) or None,
-                max_age_hours=self.serving.max_data_age_hours,
-                poll_s=self.serving.observations_poll_s,
-                swap=self._publish,
-            )
-            self._publish(packaged, self.live.freshness)
-            self.live.start()  # reads the store once: a new colour starts current
+            self.follow(packaged, os.environ.get(STORE_ENV) or None)
         log_path = os.environ.get(predictions.ENV)
         self.predictions = (
             None
@@ -265,16 +257,16 @@ class TrafficForecast:
         """Why ``/readyz`` fails: the model, or a store it cannot write (forecasts still answer)."""
         if self.not_ready_reason is not None:
             return self.not_ready_reason
-        if self.live is not None and self.live.store_url and self.live.problem:
-            return f"ingest unavailable, forecasts answer from memory: {self.live.problem}"
+        problem = None if self.live is None or not self.live.store_url else self.live.check_store()
+        if problem:
+            return f"ingest unavailable, forecasts answer from memory: {problem}"
         return None
 
     def ingest_unavailable(self) -> str | None:
         """Why observations cannot be stored now, or None (`POST /observations`)."""
         if self.not_ready_reason is not None or self.live is None:
             return self.not_ready_reason or "the model is not loaded"
-        self.live.open_store()
-        return self.live.problem
+        return self.live.check_store()
 
     def count(self, endpoint: str, status: int) -> None:
         """Count one answered request by endpoint and outcome."""
@@ -310,6 +302,20 @@ class TrafficForecast:
         return self.not_ready() is None
 
     # -- live actuals -------------------------------------------------------------------------
+
+    def follow(self, packaged: ForecastEngine, store_url: str | None) -> None:
+        """Serve ``packaged`` moved on by the store at ``store_url`` (None: no store)."""
+        if self.live is not None:
+            self.live.stop()
+        self.live = LiveModel(
+            packaged,
+            store_url,
+            max_age_hours=self.serving.max_data_age_hours,
+            poll_s=self.serving.observations_poll_s,
+            swap=self._publish,
+        )
+        self._publish(packaged, self.live.freshness)
+        self.live.start()  # reads the store once: a new colour starts current
 
     def _publish(self, engine: ForecastEngine, freshness: Freshness) -> None:
         """Swap in a new state, its common answer made first (never on the request path)."""
