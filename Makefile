@@ -239,10 +239,11 @@ format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: bench
-bench: repro system-deps ## Benchmarks: validation, the pipeline, and serving (HTTP, wrk)
+bench: repro system-deps ## Benchmarks: validation, the pipeline, serving (HTTP, wrk), live replay
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/replay.py
 
 .PHONY: clean
 clean: ## Remove generated data and reports (data/raw and the DVC cache stay)

@@ -65,6 +65,7 @@ BIKE_CSV = ROOT.parent / "shared" / "data" / "bike-sharing" / "hour.csv"
 BIKE_HOLDOUT_DAYS = 92  # the last quarter of 2012: October to December
 QUICK_DAYS = 14
 DAY = 24
+WEEK = 7 * DAY
 HOUR = pd.Timedelta(hours=1)
 MASE_TOLERANCE = 0.05
 POST_P99_TARGET_MS = 200.0
@@ -432,49 +433,48 @@ def http_load_rate(cfg: Config, tag: str, home: Path, work: Path) -> float:
 # -- the report ----------------------------------------------------------------------------------
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
+def _dataset_lines(r: Result) -> tuple[str, list[str]]:
+    """The table row of one data set, and its targets missed."""
+    post_p50, post_p99 = np.percentile(r.replay.post_ms, [50, 99])
+    # A model told more hours carries more data: does each hour cost more as they arrive?
+    first_week, last_week = np.median(r.replay.post_ms[:WEEK]), np.median(r.replay.post_ms[-WEEK:])
+    row = (
+        f"{r.name:14}{r.hours:>6}{len(r.replay.served):>5}{post_p50:>7.0f}{post_p99:>7.0f}"
+        f"{first_week:>7.0f}{last_week:>7.0f}{np.percentile(r.replay.forecast_ms, 99):>7.0f}"
+        f"{r.served_mase:>9.4f}{r.offline_mase:>9.4f}{r.mase_gap:>8.2%}{r.max_diff_pct:>9.4f}"
+        f"{r.seconds:>7.0f}"
+    )
+    missed = [f"{r.name}: {wrong}" for wrong in r.replay.wrong_origins[:5]]
+    if r.replay.wrong_origins:
+        missed.append(f"{r.name}: {len(r.replay.wrong_origins)} answer(s) from the wrong origin")
+    if r.mase_gap > MASE_TOLERANCE:
+        missed.append(f"{r.name}: served MASE {r.mase_gap:.2%} from offline (<= 5 %)")
+    if post_p99 > POST_P99_TARGET_MS:
+        missed.append(f"{r.name}: single-hour POST p99 {post_p99:.0f} ms (<= 200 ms)")
+    return row, missed
 
 
 def report(results: list[Result], rates: dict[str, float]) -> list[str]:
     """Print the table; the targets missed."""
     print(
-        f"\n{'data set':14}{'hours':>7}{'days':>6}{'POST p50':>10}{'POST p99':>10}{'fcst p99':>10}"
-        f"{'served':>9}{'offline':>9}{'gap':>8}{'max |Δ|':>9}{'time':>8}"
+        f"\n{'':14}{'':>6}{'':>5}{'POST /observations, ms':>28}{'fcst':>7}{'MASE':>18}\n"
+        f"{'data set':14}{'hours':>6}{'days':>5}{'p50':>7}{'p99':>7}{'wk 1':>7}{'last':>7}"
+        f"{'p99':>7}{'served':>9}{'offline':>9}{'gap':>8}{'max Δ %':>9}{'time s':>7}"
     )
     missed = []
-    for r in results:
-        post_p50, post_p99 = np.percentile(r.replay.post_ms, [50, 99])
-        forecast_p99 = np.percentile(r.replay.forecast_ms, 99)
-        print(
-            f"{r.name:14}{r.hours:>7}{len(r.replay.served):>6}{post_p50:>8.0f}ms{post_p99:>8.0f}ms"
-            f"{forecast_p99:>8.0f}ms{r.served_mase:>9.4f}{r.offline_mase:>9.4f}"
-            f"{r.mase_gap:>8.2%}{r.max_diff_pct:>8.3f}%{r.seconds:>7.0f}s"
-        )
-        if r.mase_gap > MASE_TOLERANCE:
-            missed.append(f"{r.name}: served MASE {r.mase_gap:.2%} from offline")
-        if post_p99 > POST_P99_TARGET_MS:
-            missed.append(f"{r.name}: single-hour POST p99 {post_p99:.0f} ms")
-        missed += [f"{r.name}: {wrong}" for wrong in r.replay.wrong_origins[:5]]
+    for result in results:
+        row, missed_here = _dataset_lines(result)
+        print(row)
+        missed += missed_here
     print(
-        "(MASE: weekly season, scaled by the training data; gap: |served - offline| / offline;"
-        " max |Δ|: largest served - offline hour, % of the mean level)"
+        "wk 1 / last: median POST of the first and last week; gap: |served - offline| / offline "
+        "MASE (weekly season, scaled by the training data); max Δ %: the largest |served - "
+        "offline| hour, in % of the mean held-out level"
     )
-    for r in results:
-        print(
-            f"{r.name}: served vs offline MASE gap {r.mase_gap:.2%} (target <= "
-            f"{MASE_TOLERANCE:.0%}: {verdict(r.mase_gap <= MASE_TOLERANCE)}); POST p99 "
-            f"{np.percentile(r.replay.post_ms, 99):.0f} ms (target <= {POST_P99_TARGET_MS:.0f} ms:"
-            f" {verdict(np.percentile(r.replay.post_ms, 99) <= POST_P99_TARGET_MS)}); "
-            f"wrong origins: {len(r.replay.wrong_origins)}"
-        )
     for name, rate in rates.items():
-        print(
-            f"batch load, {name}: {rate:,.0f} rows/s (target >= {BATCH_TARGET_ROWS_S:,.0f}: "
-            f"{verdict(rate >= BATCH_TARGET_ROWS_S)})"
-        )
+        print(f"batch load, {name}: {rate:>9,.0f} rows/s")
         if rate < BATCH_TARGET_ROWS_S:
-            missed.append(f"batch load, {name}: {rate:,.0f} rows/s")
+            missed.append(f"batch load, {name}: {rate:,.0f} rows/s (>= 50,000)")
     return missed
 
 
@@ -501,9 +501,15 @@ def main() -> int:
         else:
             print(f"bike sharing skipped: {BIKE_CSV} is absent")
         missed = report(results, rates)
-    print(f"\nreplay benchmark: {time.perf_counter() - started:.0f} s, {os.cpu_count()} cores")
+    # Latency on a shared machine means little without how busy it was.
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(
+        f"\nreplay benchmark: {time.perf_counter() - started:.0f} s, {os.cpu_count()} cores, "
+        f"load average {load}, one service worker"
+    )
     for miss in missed:
         print(f"MISSED: {miss}")
+    print("all targets met" if not missed else f"{len(missed)} target(s) missed")
     return 1 if missed else 0
 
 

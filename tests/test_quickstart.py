@@ -138,17 +138,60 @@ def test_a_second_build_and_demo_deploy_the_other_colour(
     assert checkout.status() == "", second_demo.tail()
 
 
+def test_make_demo_moves_the_forecast_on_with_a_day_of_actuals(
+    checkout: Checkout, first_demo: Run
+) -> None:
+    verified = [line for line in first_demo.output.splitlines() if "answers from" in line]
+    assert "forecasts from 2025-07-01T00:00:00" in verified[0], first_demo.tail()
+    assert "forecasts from 2025-07-02T00:00:00" in verified[-1], first_demo.tail()
+
+
+# The README's "Live actuals" commands, as a user types them (the venv's commands on PATH).
+LIVE_TOKEN = "export TRAFFIC_FORECAST_INGEST_TOKEN=change-me"
+LIVE_OBSERVE = "traffic-forecast observe data/incoming/traffic.csv --hours 48 --wait"
+LIVE_POST = (
+    'curl -s -X POST localhost:8080/observations -H "Authorization: Bearer '
+    "$TRAFFIC_FORECAST_INGEST_TOKEN\" -H 'Content-Type: application/json' -d "
+    """'{"observations": [{"timestamp": "2025-07-03T00:00:00", "sessions": 1250000}]}'"""
+)
+LIVE_FORECAST = (
+    "curl -s -X POST localhost:8080/forecast -H 'Content-Type: application/json' "
+    """-d '{"horizon": 3}'"""
+)
+
+
+def test_the_live_actuals_commands_of_the_readme(checkout: Checkout, second_demo: Run) -> None:
+    port = checkout.router.rsplit(":", 1)[1]
+    session = f"export PATH=$PWD/.venv/bin:$PATH; {LIVE_TOKEN}; "
+    deployed = checkout.run(session + "make deploy")  # the token in the new colour's environment
+    assert "deploy: blue serves" in deployed.output, deployed.tail()
+    checkout.run(session + "traffic-forecast actuals")
+    observed = checkout.run(session + LIVE_OBSERVE)
+    assert "24 new hour(s), 0 corrected, 24 unchanged" in observed.output, observed.tail()
+    assert "now forecasts from 2025-07-03T00:00:00" in observed.output, observed.tail()
+    posted = json.loads(checkout.run(session + LIVE_POST.replace("8080", port)).output)
+    assert (posted["new"], posted["origin"]) == (1, "2025-07-03T01:00:00")
+    answer = json.loads(checkout.run(LIVE_FORECAST.replace("8080", port)).output)
+    assert answer["origin"] == "2025-07-03T01:00:00"
+    assert answer["forecast"][0]["timestamp"] == "2025-07-03T01:00:00"
+    refused = checkout.run(LIVE_POST.replace("8080", port))  # no token in this shell
+    assert "Bearer" in refused.output
+    assert checkout.status() == ""
+
+
 def test_the_release_commands_of_the_readme(checkout: Checkout, second_demo: Run) -> None:
     deployed = checkout.run("make deploy")  # the newest Bento again, on the idle colour
-    assert "deploy: blue serves" in deployed.output, deployed.tail()
+    assert "deploy: green serves" in deployed.output, deployed.tail()
     status = checkout.run("make status")
-    assert f"router {checkout.router}: running; live: blue" in status.output, status.tail()
+    assert f"router {checkout.router}: running; live: green" in status.output, status.tail()
     # Settings passed through ARGS reach the command; what runs is read from the deploy state.
     elsewhere = checkout.run('make status ARGS="deploy.router_port=1 deploy.blue_port=2"')
-    assert f"router {checkout.router}: running; live: blue" in elsewhere.output
-    assert "answers from blue" in checkout.run("make verify").output
+    assert f"router {checkout.router}: running; live: green" in elsewhere.output
+    verified = checkout.run("make verify").output
+    assert "answers from green" in verified
+    assert "forecasts from 2025-07-03T01:00:00" in verified  # the new colour started current
     rolled = checkout.run("make rollback")
-    assert "rollback: green serves" in rolled.output, rolled.tail()
+    assert "rollback: blue serves" in rolled.output, rolled.tail()
     checkout.run("make undeploy")
     with pytest.raises(httpx.TransportError):
         httpx.get(checkout.router + "/readyz", timeout=2)

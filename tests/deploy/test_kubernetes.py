@@ -11,7 +11,9 @@ import yaml
 from tests.conftest import REPO_ROOT
 from traffic_forecast.cli import COMMANDS
 from traffic_forecast.core.config import Config
-from traffic_forecast.deploy.kubernetes import PORT, manifests, render
+from traffic_forecast.deploy.kubernetes import LIVE_SECRET, PORT, manifests, render
+from traffic_forecast.serving.ingest import TOKEN_ENV
+from traffic_forecast.serving.live import STORE_ENV
 
 COMMITTED = REPO_ROOT / "deploy" / "kubernetes" / "traffic-forecast.yaml"
 
@@ -90,3 +92,17 @@ def test_the_committed_manifests_are_what_conf_generates(base_config: Config) ->
         "deploy/kubernetes/traffic-forecast.yaml is stale: run `make k8s` and commit it"
     )
     assert len(list(yaml.safe_load_all(COMMITTED.read_text(encoding="utf-8")))) == 5
+
+
+def test_replicas_read_the_live_store_and_token_from_a_secret(
+    objects: dict[str, dict[str, Any]],
+) -> None:
+    container = _rollout(objects)["spec"]["template"]["spec"]["containers"][0]
+    refs = {
+        env["name"]: env["valueFrom"]["secretKeyRef"]
+        for env in container["env"]
+        if "valueFrom" in env
+    }
+    assert set(refs) == {STORE_ENV, TOKEN_ENV}
+    assert all(ref["name"] == LIVE_SECRET and ref["optional"] for ref in refs.values())
+    assert not any("value" in env and "postgresql" in env["value"] for env in container["env"])

@@ -21,12 +21,21 @@ import yaml
 from traffic_forecast.core import command
 from traffic_forecast.core.config import Config
 from traffic_forecast.core.settings import load_config
+from traffic_forecast.serving.ingest import TOKEN_ENV
+from traffic_forecast.serving.live import STORE_ENV
 
 APP = "traffic-forecast"
 PORT = 3000  # bentoml serve's default, inside the container
 PRESTOP_DRAIN_S = 10  # endpoints are removed from Services within a few seconds
 ACTIVE, PREVIEW = f"{APP}-active", f"{APP}-preview"
 SMOKE, VALIDATION = f"{APP}-smoke", f"{APP}-validation"
+LIVE_SECRET = f"{APP}-live"  # keys: observations-url, ingest-token
+
+
+def _secret_env(name: str, key: str) -> dict[str, Any]:
+    # Optional: without the Secret a replica serves the packaged model's forecast, as before.
+    reference = {"name": LIVE_SECRET, "key": key, "optional": True}
+    return {"name": name, "valueFrom": {"secretKeyRef": reference}}
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
@@ -95,6 +104,10 @@ def manifests(cfg: Config) -> list[dict[str, Any]]:
         "env": [
             {"name": "BENTOML_DO_NOT_TRACK", "value": "True"},
             {"name": "TRAFFIC_FORECAST_WORKERS", "value": "1"},  # scale with replicas instead
+            # Live actuals: every replica reads one PostgreSQL store; the URL (with its
+            # password) and the ingest token come from a Secret, never from the image.
+            _secret_env(STORE_ENV, "observations-url"),
+            _secret_env(TOKEN_ENV, "ingest-token"),
         ],
         "readinessProbe": _probe("/readyz", 5, 3),
         "livenessProbe": _probe("/livez", 10, 3),

@@ -206,7 +206,7 @@ class LiveModel:
     def refresh(self) -> bool:
         """Take what changed in the store; True when the engine moved."""
         with self._lock:
-            moved = self._take_changes()
+            moved, head = self._take_changes()
             judged, before = self._judge(), self.freshness
             self.freshness = judged  # its age moves every cycle; answers only carry the verdict
             if moved or (judged.stale_reason, judged.newest_stored) != (
@@ -214,12 +214,15 @@ class LiveModel:
                 before.newest_stored,
             ):
                 self._swap(self.engine, judged)
+            # Only now: who sees this revision (``observe --wait``) sees the answers after it.
+            self.revision = head
             return moved
 
-    def _take_changes(self) -> bool:
+    def _take_changes(self) -> tuple[bool, int]:
+        """Whether the engine moved, and the store's revision it has now taken."""
         store = self.open_store()
         if store is None:
-            return False
+            return False, self.revision
         problem = store.unwritable()
         try:
             changed, head = store.changed_since(self.revision)
@@ -233,13 +236,9 @@ class LiveModel:
             (log.error if problem else log.info)("observations store: %s", problem or "available")
         self.problem = problem
         if changed is None or changed.empty:
-            self.revision = head
-            return False
+            return False, head
         earliest = self.actuals.merge(changed)
-        self.revision = head
-        if earliest is None:
-            return False
-        return self._advance(earliest)
+        return earliest is not None and self._advance(earliest), head
 
     def _advance(self, earliest: pd.Timestamp) -> bool:
         run = self.actuals.run()
