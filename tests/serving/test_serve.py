@@ -138,9 +138,11 @@ def test_schemathesis_finds_no_failing_check_against_the_live_spec(
 ) -> None:
     # positive_data_acceptance is left out on purpose: a request can be valid by the schema
     # and still be refused for reasons the schema cannot state (a sale outside the forecast
-    # window of this model), with a 400 that says so.
+    # window of this model), with a 400 that says so. This server has no ingest token, so
+    # POST /observations answers its documented 503: test_live_serve.py fuzzes it with one.
     done = subprocess.run(
         [str(Path(sys.executable).parent / "schemathesis"), "run", server.url + "/openapi.json",
+         "--exclude-path", "/observations",
          "--checks", "all", "--exclude-checks", "positive_data_acceptance",
          "--seed", str(SCHEMATHESIS_SEED), "--max-examples", str(SCHEMATHESIS_EXAMPLES),
          "--workers", "1", "--no-color"],
