@@ -23,6 +23,7 @@ import pytest
 from tests.packaged import Packaged
 from tests.serving.server import Server, running
 from traffic_forecast.data.store import ObservationStore
+from traffic_forecast.deploy.slots import descendants
 from traffic_forecast.serving.ingest import TOKEN_ENV
 from traffic_forecast.serving.live import STORE_ENV
 
@@ -66,7 +67,9 @@ def test_acknowledged_hours_survive_kill_9_and_a_restart_starts_from_them(
         first.wait("/readyz", 200)
         origin = _origin(first)
         answer = _post(first.url, _hours(origin, 48))
-        os.killpg(first.process.pid, signal.SIGKILL)  # right after the 2xx: no clean shutdown
+        # Right after the 2xx, the server and its workers (sessions of their own): no clean stop.
+        for pid in [first.process.pid, *descendants(first.process.pid)]:
+            os.kill(pid, signal.SIGKILL)
         assert answer.status_code == 200, answer.text
         first.process.wait(timeout=30)
     stored = ObservationStore(f"sqlite:///{store}").current()
