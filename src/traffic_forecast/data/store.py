@@ -207,15 +207,20 @@ class ObservationStore:
         with self.engine.connect() as conn:
             return self._current(conn, after, None, inclusive=False)
 
-    def changed_since(self, revision: int) -> tuple[pd.DataFrame, int]:
-        """Current values of the hours with a revision newer than ``revision``, and the head."""
+    def changed_since(
+        self, revision: int, after: pd.Timestamp | None = None
+    ) -> tuple[pd.DataFrame, int]:
+        """Current values of the hours (after ``after``) revised since ``revision``; the head."""
         with self.engine.connect() as conn:
             head = self._head(conn)
             if head <= revision:
                 return _empty(), head
-            touched = sa.select(observations.c.timestamp).where(observations.c.id > revision)
-            query = _current_query(observations.c.timestamp.in_(touched))
-            return _frame(conn.execute(query)), head
+            stamp, revision_id = observations.c.timestamp, observations.c.id
+            touched = sa.select(stamp).where(revision_id > revision, revision_id <= head)
+            within: list[sa.ColumnElement[bool]] = [stamp.in_(touched)]
+            if after is not None:
+                within.append(stamp > after.to_pydatetime())
+            return _frame(conn.execute(_current_query(*within))), head
 
     def revisions(self, hour: pd.Timestamp) -> pd.DataFrame:
         """Every value stored for ``hour``, oldest first: the audit trail of its corrections."""

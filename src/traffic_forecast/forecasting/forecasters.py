@@ -13,6 +13,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from sktime.base import load as sktime_load
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from traffic_forecast.core.config import ModelConfig
 from traffic_forecast.core.errors import ConfigError, PipelineInputError
@@ -53,16 +54,30 @@ def quiet_worker() -> None:
     warnings.showwarning = shown  # type: ignore[assignment]  # same call, fewer names
 
 
+@cache
+def _loaded_openmp() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
 @contextmanager
-def running_sktime() -> Iterator[None]:
+def running_sktime(*, libraries_loaded: bool = False) -> Iterator[None]:
     """Wrap sktime work: OpenMP on one thread, and only sktime's announcement dropped.
 
     On these 2-core machines a gradient-boosting fit with the default threads took anywhere
     from 0.2 to 2.3 s depending on other load; one thread is steady. Parallelism belongs to
     whole folds (``backtest.backend``), not to threads inside one fit. Every other warning
     raised inside is re-issued when the block ends.
+
+    Finding the process's OpenMP libraries takes about 4 ms. ``libraries_loaded``: a fitted
+    model is in memory, so every library it runs is loaded, and the first search is reused
+    (serving, where live actuals move the model several times a second).
     """
-    with warnings.catch_warnings(record=True) as caught, threadpool_limits(1, user_api="openmp"):
+    limits = (
+        _loaded_openmp().limit(limits=1, user_api="openmp")
+        if libraries_loaded
+        else threadpool_limits(1, user_api="openmp")
+    )
+    with warnings.catch_warnings(record=True) as caught, limits:
         warnings.simplefilter("always")  # record everything; the caller's filters apply below
         yield
     for record in caught:

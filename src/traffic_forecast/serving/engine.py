@@ -125,7 +125,7 @@ class ForecastEngine:
         X = None
         if self.uses_exog:
             X = exogenous(self._features(expected, observed), self.columns)
-        with running_sktime():
+        with running_sktime(libraries_loaded=True):
             forecaster.update(y, X=X, update_params=False)
             baseline.update(y, update_params=False)
         state = ModelState(forecaster, baseline, observed.iloc[-WEEK_HOURS:])
@@ -139,11 +139,11 @@ class ForecastEngine:
 
     def _predict(self, future: pd.DataFrame) -> FloatArray:
         X = exogenous(future, self.columns) if self.uses_exog else None
-        with running_sktime():
+        with running_sktime(libraries_loaded=True):
             return _bounded(self.state.forecaster.predict(self._fh, X=X).to_numpy())
 
     def _predict_baseline(self) -> FloatArray:
-        with running_sktime():
+        with running_sktime(libraries_loaded=True):
             return _bounded(self.state.baseline.predict(self._fh).to_numpy())
 
     def check(self) -> None:
@@ -164,7 +164,7 @@ class ForecastEngine:
         if not self._native:
             return self._band(point, self._model_grid, coverage)
         X = exogenous(future, self.columns) if self.uses_exog else None
-        with running_sktime():
+        with running_sktime(libraries_loaded=True):
             band = self.state.forecaster.predict_interval(self._fh, X=X, coverage=coverage)
         return _bounded(band.iloc[:, 0].to_numpy()), _bounded(band.iloc[:, 1].to_numpy())
 

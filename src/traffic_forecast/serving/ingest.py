@@ -21,12 +21,13 @@ from traffic_forecast.core.config import ServingConfig
 from traffic_forecast.data.observations import Batch, BatchRejectedError, check_batch
 from traffic_forecast.data.schemas import TrafficRaw
 from traffic_forecast.data.store import StoreUnavailableError
-from traffic_forecast.serving.contract import ObservationsRequest
+from traffic_forecast.serving.contract import ObservationsRequest, ObservedHour
 from traffic_forecast.serving.live import site_now
 
 TOKEN_ENV = "TRAFFIC_FORECAST_INGEST_TOKEN"
 SOURCE = "POST /observations"
 API_NAMES = {TrafficRaw.target: "sessions"}  # the pipeline's column: the API's field
+API_COLUMNS = {api: pipeline for pipeline, api in API_NAMES.items()}
 
 
 class IngestTarget(Protocol):
@@ -71,10 +72,15 @@ async def _body(request: Request, limit: int) -> bytes | None:
 
 def as_text(request: ObservationsRequest) -> pd.DataFrame:
     """The batch as text cells in the pipeline's column names, as a CSV file would give it."""
-    rows = [hour.model_dump() for hour in request.observations]
-    frame = pd.DataFrame(rows, dtype=object).rename(columns={"sessions": TrafficRaw.target})
-    text: pd.DataFrame = frame.map(lambda v: None if v is None else str(v))
-    return text
+    hours = request.observations
+    columns = {
+        API_COLUMNS.get(name, name): [
+            None if value is None else str(value)
+            for value in (getattr(hour, name) for hour in hours)
+        ]
+        for name in ObservedHour.model_fields
+    }
+    return pd.DataFrame(columns, dtype=object)
 
 
 def _gate(request: Request, target: IngestTarget | None) -> JSONResponse | None:

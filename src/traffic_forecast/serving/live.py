@@ -94,13 +94,14 @@ class Actuals:
     def __init__(self, training_end: pd.Timestamp) -> None:
         self.training_end = training_end
         self.values = pd.Series(dtype=float, index=pd.DatetimeIndex([]))
-        self.before_training = 0  # hours stored that end before the model's data does
 
     def merge(self, changed: pd.DataFrame) -> pd.Timestamp | None:
-        """Take the store's changed hours; the earliest changed hour after training, if any."""
+        """Take the store's changed hours; the earliest changed hour after training, if any.
+
+        Hours up to the training end are the model's own data: they never rewind it.
+        """
         stamps = pd.DatetimeIndex(changed[TrafficRaw.timestamp])
         after = stamps > self.training_end
-        self.before_training += int((~after).sum())
         if not after.any():
             return None
         values = changed[TrafficRaw.target].to_numpy(dtype=float)[after]
@@ -225,7 +226,7 @@ class LiveModel:
             return False, self.revision
         problem = store.unwritable()
         try:
-            changed, head = store.changed_since(self.revision)
+            changed, head = store.changed_since(self.revision, after=self.actuals.training_end)
         except StoreUnavailableError as exc:
             problem = problem or str(exc)
             changed, head = None, self.revision

@@ -438,7 +438,6 @@ class TrafficForecast:
             "store_problem": live.problem,
             "update_error": live.update_error,
             "revision": live.revision,
-            "hours_before_training": live.actuals.before_training,
             "origin": live.engine.origin.isoformat(),
         }
         return {**from_store, **live.freshness.as_json()}
