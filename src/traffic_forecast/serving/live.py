@@ -159,7 +159,8 @@ class LiveModel:
         self.problem = None if store_url else f"no observations store: {STORE_ENV} is unset"
         self.update_error: str | None = None
         self.freshness = self._judge()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one refresh at a time: the poll's or an ingest's
+        self._opening = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -167,12 +168,13 @@ class LiveModel:
 
     def open_store(self) -> ObservationStore | None:
         """The store, opened on first use (and again after it failed to open)."""
-        if self.store is None and self.store_url:
-            try:
-                self.store = ObservationStore(self.store_url)
-            except StoreUnavailableError as exc:
-                self.problem = f"the observations store {shown_url(self.store_url)}: {exc}"
-        return self.store
+        with self._opening:  # requests and the poll thread may ask first at the same time
+            if self.store is None and self.store_url:
+                try:
+                    self.store = ObservationStore(self.store_url)
+                except StoreUnavailableError as exc:
+                    self.problem = f"the observations store {shown_url(self.store_url)}: {exc}"
+            return self.store
 
     def check_store(self) -> str | None:
         """Why the store cannot take a write now (checked now, not at the last poll), or None."""
