@@ -17,11 +17,9 @@ import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
-from tests.packaged import Packaged
 from traffic_forecast.data.store import ObservationStore
 from traffic_forecast.serving import service as service_module
 from traffic_forecast.serving.ingest import TOKEN_ENV
-from traffic_forecast.serving.service import TrafficForecast
 
 TOKEN = "test-token-1234"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -33,16 +31,9 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "observations.db"
 
 
-@pytest.fixture(scope="module")
-def app(packaged: Packaged) -> Iterator[TestClient]:
-    # One app per process: BentoML registers its metrics once.
-    with TestClient(TrafficForecast.to_asgi()) as test_client:
-        yield test_client
-
-
 @pytest.fixture
 def client(
-    app: TestClient, store_path: Path, monkeypatch: pytest.MonkeyPatch
+    asgi_client: TestClient, store_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TestClient]:
     """The service following a store of its own, as a colour started on it would."""
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
@@ -51,7 +42,7 @@ def client(
     assert service.live is not None
     packaged = service.live.packaged
     service.follow(packaged, f"sqlite:///{store_path}")
-    yield app
+    yield asgi_client
     service.follow(packaged, None)
 
 

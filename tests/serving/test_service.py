@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import bentoml
@@ -38,9 +37,8 @@ def svc(packaged: Packaged) -> TrafficForecast:
 
 
 @pytest.fixture(scope="module")
-def client(packaged: Packaged) -> Iterator[TestClient]:
-    with TestClient(TrafficForecast.to_asgi()) as test_client:
-        yield test_client
+def client(asgi_client: TestClient) -> TestClient:
+    return asgi_client
 
 
 def _sale_at(svc: TrafficForecast, offset_hours: int, hours: int = 4) -> dict[str, Any]:
