@@ -16,6 +16,9 @@ import pandas as pd
 from traffic_forecast.core.errors import DataValidationError
 from traffic_forecast.data.schemas import InfrastructureRaw, TrafficRaw
 
+# Past any fleet this sizes; a target utilisation near 0 would otherwise overflow int64.
+MAX_INSTANCES = 1_000_000
+
 
 @dataclass(frozen=True)
 class Capacity:
@@ -32,6 +35,11 @@ class Capacity:
             raise ValueError(f"target utilisation {target_utilisation} must lie in (0, 1]")
         per_instance = self.sessions_per_instance * target_utilisation
         needed = np.ceil(np.asarray(load, dtype=float) / per_instance)
+        if not np.isfinite(needed).all() or needed.max(initial=0.0) > MAX_INSTANCES:
+            raise ValueError(
+                f"target utilisation {target_utilisation:g} needs more than {MAX_INSTANCES:,} "
+                "instances in an hour: no fleet is sized at that level"
+            )
         return np.maximum(needed, 1).astype(np.int64)
 
 

@@ -64,6 +64,9 @@ API_PATHS = frozenset({FORECAST, CAPACITY})
 GC_THRESHOLDS = (50_000, 50, 100)
 # Default answers kept, one per coverage asked for (about 1.5 MB each with all their bodies).
 DEFAULTS_KEPT = 8
+# A what-if's sale starts and ends this near the forecast window: beyond it is a client's
+# mistake (a sale from year 1 to 9999 is no plan, and past pandas' nanosecond calendar).
+PLANNED_SALE_REACH_DAYS = 366
 
 
 def _running() -> TrafficForecast | None:
@@ -393,7 +396,10 @@ class TrafficForecast:
         capacity = engine.artifacts.capacity
         assert capacity is not None  # the guard answers 503 without it
         target = target_utilisation or engine.artifacts.target_utilisation
-        instances = capacity.instances_needed(answer.upper, target)
+        try:
+            instances = capacity.instances_needed(answer.upper, target)
+        except ValueError as exc:  # a utilisation so low the count overflows: the client's
+            raise invalid("CapacityRequest", "target_utilisation", target, str(exc)) from None
         peak = int(np.argmax(instances))
         request = {"horizon": horizon, "coverage": coverage, "events": events or [],
                    "target_utilisation": target_utilisation}  # fmt: skip
@@ -540,6 +546,14 @@ class TrafficForecast:
                 message = f"unknown sale kind {event.kind!r}: this model knows {known}"
                 raise invalid(title, f"events.{i}.kind", event.kind, message)
             start, end = pd.Timestamp(event.start), pd.Timestamp(event.end)
+            reach = pd.Timedelta(days=PLANNED_SALE_REACH_DAYS)
+            if start < engine.origin - reach or end > window_end + reach:
+                message = (
+                    f"a planned sale starts and ends within {PLANNED_SALE_REACH_DAYS} days of "
+                    f"the forecast window {engine.origin:%Y-%m-%dT%H:%M} to "
+                    f"{window_end:%Y-%m-%dT%H:%M}"
+                )
+                raise invalid(title, f"events.{i}", event.model_dump(mode="json"), message)
             if end <= engine.origin or start >= window_end:
                 message = (
                     f"the sale lies outside the forecast window {engine.origin:%Y-%m-%dT%H:%M} "
@@ -560,9 +574,10 @@ class TrafficForecast:
             return await asyncio.wait_for(job, budget)
         except TimeoutError:
             reason, label = f"the what-if took over its {budget * 1000:.0f} ms budget", "budget"
-        except Exception as exc:  # any model failure: the fallback answers
+        except Exception:  # any model failure: the fallback answers
             log.exception("what-if forecast failed")
-            reason, label = f"the model failed: {exc}", "error"
+            # The exception's text stays in the log: it is the service's, not the client's.
+            reason, label = "the model failed on this scenario (see the service log)", "error"
         log.warning("fallback after %.0f ms: %s", (time.perf_counter() - started) * 1e3, reason)
         telemetry().fallbacks.labels(label).inc()
         return engine.fallback(hours, level, reason)
