@@ -1,8 +1,9 @@
 """``POST /observations``: actuals over HTTP, behind a bearer token, stored all or nothing.
 
 The order of refusals is the order a client can fix them in: ingest switched off (503), no or
-a wrong token (401), the store unavailable (503), not JSON (415), too large (413), a malformed
-body (400), then the data rules of the pipeline's raw traffic (400, naming rows and checks).
+a wrong token (401), the store unavailable (503), not JSON (415), too large (413) or empty
+(400) by the API's own checks (`guard`), a malformed body (400), then the data rules of the
+pipeline's raw traffic (400, naming rows and checks).
 Nothing is stored unless every row passes. Reading forecasts needs no token.
 """
 
@@ -22,6 +23,7 @@ from traffic_forecast.data.observations import Batch, BatchRejectedError, check_
 from traffic_forecast.data.schemas import TrafficRaw
 from traffic_forecast.data.store import StoreUnavailableError
 from traffic_forecast.serving.contract import ObservationsRequest, ObservedHour
+from traffic_forecast.serving.guard import EMPTY, check_headers, read_body
 from traffic_forecast.serving.live import site_now
 
 TOKEN_ENV = "TRAFFIC_FORECAST_INGEST_TOKEN"
@@ -56,20 +58,6 @@ def authorized(header: str | None, token: str) -> bool:
     return scheme.lower() == "bearer" and matches
 
 
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it exceeds ``limit`` bytes (not read further)."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def as_text(request: ObservationsRequest) -> pd.DataFrame:
     """The batch as text cells in the pipeline's column names, as a CSV file would give it."""
     hours = request.observations
@@ -95,21 +83,33 @@ def _gate(request: Request, target: IngestTarget | None) -> JSONResponse | None:
     reason = target.ingest_unavailable()
     if reason is not None:
         return _refused(503, reason)
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        return _refused(415, f"Content-Type must be application/json (got {media_type or 'none'})")
     return None
+
+
+async def _body(request: Request, limit: int) -> bytes | JSONResponse:
+    """The body, or its refusal: the API's own checks (`guard`), in this endpoint's words."""
+    refusal = check_headers(request.scope, limit)
+    body = b""
+    if refusal is None:
+        body, refusal = await read_body(request.receive, limit)
+    if refusal is None:
+        return body
+    if refusal is EMPTY:
+        return _refused(400, 'empty body: send {"observations": [...]}')
+    if refusal.status == 413:
+        return _refused(413, f"body exceeds serving.max_ingest_bytes ({limit} bytes)")
+    return _refused(refusal.status, refusal.error)
 
 
 async def observations_view(request: Request, target: IngestTarget | None) -> JSONResponse:
     """Store a batch of observed hours; the answer says where the forecast now starts."""
     refusal = _gate(request, target)
-    if refusal is not None or target is None:
-        return refusal or _refused(503, "the service is not built yet")
-    limit = target.serving.max_ingest_bytes
-    body = await _body(request, limit)
-    if body is None:
-        return _refused(413, f"body exceeds serving.max_ingest_bytes ({limit} bytes)")
+    if refusal is not None:
+        return refusal
+    assert target is not None  # _gate refuses without one
+    body = await _body(request, target.serving.max_ingest_bytes)
+    if isinstance(body, JSONResponse):
+        return body
     try:
         parsed = ObservationsRequest.model_validate_json(body)
     except ValidationError as exc:

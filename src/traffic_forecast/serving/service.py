@@ -419,6 +419,7 @@ class TrafficForecast:
 
     def metadata(self) -> dict[str, Any]:
         """``GET /metadata``: where the served model came from, and how well it backtested."""
+        not_ready = self.not_ready()  # checks the store: once per answer
         return {
             "model_tag": self.version,
             "labels": self.labels,
@@ -430,8 +431,8 @@ class TrafficForecast:
             "training_window": self.card.get("training_window"),
             "backtest_metrics": self.metrics,
             "libraries": self.card.get("libraries"),
-            "ready": self.not_ready() is None,
-            "not_ready_reason": self.not_ready(),
+            "ready": not_ready is None,
+            "not_ready_reason": not_ready,
             "live": self._live_metadata(),
         }
 
