@@ -27,7 +27,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ import numpy.typing as npt
 import pandas as pd
 from sktime.forecasting.base import ForecastingHorizon
 
+from serve import free_port, package_model  # the serving benchmark's, beside this script
 from traffic_forecast.core.config import Config, FeaturesConfig
 from traffic_forecast.core.settings import load_config
 from traffic_forecast.data.observations import read_csv_batch
@@ -120,29 +120,6 @@ class Result:
 
 
 # -- the service ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def package_model(overrides: list[str], home: Path) -> str:
-    """``traffic-forecast package`` into the BentoML store ``home``; the new tag."""
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    done = subprocess.run(
-        [str(VENV_BIN / "traffic-forecast"), "package", *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"packaging failed (run `make repro` first):\n{done.stderr}")
-    return done.stderr.split("saved ")[-1].split()[0]
 
 
 def model_folder(home: Path, tag: str) -> Path:
@@ -301,7 +278,7 @@ def mase(forecasts: dict[pd.Timestamp, FloatArray], actual: pd.Series, scale: fl
 def run_dataset(data: Dataset, home: Path, work: Path, quick: bool) -> tuple[Result, str]:
     """Package, serve, replay, score; the result and the model's tag."""
     started = time.perf_counter()
-    tag = package_model(data.overrides, home)
+    tag = package_model(home, tuple(data.overrides))
     model = artifacts.load(model_folder(home, tag))
     if model.recent.index[-1] != data.history.index[-1]:
         raise SystemExit(f"{data.name}: the packaged model ends at {model.recent.index[-1]}")

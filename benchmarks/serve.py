@@ -116,10 +116,11 @@ def wrk(name: str, url: str, args: argparse.Namespace, script: Path) -> Load:
     )
 
 
-def package_model(home: Path) -> str:
+def package_model(home: Path, overrides: tuple[str, ...] = ()) -> str:
+    """``traffic-forecast package [overrides]`` into the BentoML store ``home``; the new tag."""
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
     done = subprocess.run(
-        [str(VENV_BIN / "traffic-forecast"), "package"],
+        [str(VENV_BIN / "traffic-forecast"), "package", *overrides],
         cwd=ROOT,
         env=env,
         capture_output=True,
