@@ -1,59 +1,74 @@
-"""Benchmark the HTTP service against the ceiling of its HTTP stack and against a naive service.
+"""Benchmark the HTTP service per kind of request, against the ceiling of its HTTP stack.
 
-One run, one load tool (wrk, from Debian), the same concurrency and duration for each target:
+One load tool (wrk, from Debian), the same connections, threads and duration for every run.
+Four kinds of request (``--kinds``, `serving/kinds.py`): ``default`` (``POST /forecast
+{"horizon": 24}``), ``coverage`` (the same with an arbitrary coverage, a new one per request),
+``what-if`` (``POST /forecast``, horizon 48, one planned flash sale in the window, its start and
+discount new per request) and ``capacity`` (``POST /capacity {"horizon": 24}``). For each kind:
 
-1. the BentoML service (`traffic_forecast.serving.service`), ``POST /forecast``, horizon 24;
-2. a bare Starlette app on uvicorn answering the service's own response bytes: the ceiling;
-3. for reference, a naive BentoML service calling sktime's predict on every request.
+1. the BentoML service (`traffic_forecast.serving.service`);
+2. a bare Starlette app on uvicorn answering the bytes the service answered for a sample of
+   that kind (one app per kind, parsing each body as JSON): the ceiling of the HTTP stack;
+3. for reference, once, a naive BentoML service calling sktime's predict per request
+   (default kind only; ``--skip-naive`` leaves it out).
 
-1 and 2 run side by side and are loaded in alternated rounds (``--rounds``, default 3): on a
-shared machine whose speed drifts, both see the drift. Prints requests/s, p50 and p99 latency,
-non-2xx answers per round, and the median ratio 1/2 and median p99 of 1 against the targets
-(ratio >= 0.5, p99 <= 25 ms). Needs the pipeline's outputs (``make repro``); the model is
-packaged into a temporary BentoML store. ``--workers 2`` runs 1 and 2 with two processes each.
+The service and the bare apps run side by side, ``--workers`` processes each, and are loaded in
+alternated rounds (``--rounds``; per round, each kind: service, then bare): on a shared machine
+whose speed drifts, all see the drift. Each run follows a 3 s warm-up; wrk's timeout is 10 s, so
+slow answers count in the latency instead of as errors. Every row is printed as it is measured:
+requests/s, p50 and p99 latency, non-2xx answers, socket errors and, for the service, the
+fallbacks it counted during the run (``traffic_forecast_fallbacks_total`` on its /metrics,
+budget + error, read once it has answered what wrk left in flight). Then the medians over the
+rounds against the targets (met or MISSED): default service/bare >= 0.7; capacity service/bare
+>= 0.5; coverage/default service >= 0.9 (same round); what-if >= 300 req/s per worker with no
+budget fallback; p99 <= 25 ms for every kind. A contender that answered nothing gives a ratio
+of 0 or n/a and a MISSED, never a crash. Exits 0 with the figures, whatever they are; non-zero
+only when something failed to start (Ctrl-C stops the load and prints what was measured).
+Needs the pipeline's outputs (``make repro``); the model is packaged into a temporary store.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving.kinds import NAMES, Kind, compact, kinds
+from serving.results import COLUMNS, NAN, Load, Round, parse_wrk, row, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent / "serving"
 VENV_BIN = Path(sys.executable).parent
-BODY = json.dumps({"horizon": 24})
-RATIO_TARGET, P99_TARGET_MS = 0.5, 25.0
-LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
-UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+PROBE = compact({"horizon": 24})  # readiness: a default forecast answers 200
+WARM_UP, TIMEOUT = "3s", "10s"
+# telemetry.py: requests answered, by endpoint and outcome; fallbacks, by reason.
+REQUESTS, FALLBACKS = "traffic_forecast_requests", "traffic_forecast_fallbacks"
+SETTLE_S, SETTLE_POLL_S = 15.0, 0.5
+SERVICE, BARE, NAIVE = "BentoML service", "bare Starlette/uvicorn", "naive (predict per request)"
 
 
 @dataclass(frozen=True)
-class Load:
-    """wrk's figures for one target."""
+class Servers:
+    """Base URLs of the running service and of the bare app for each kind."""
 
-    name: str
-    requests_per_s: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-    socket_errors: int
+    service: str
+    bare: dict[str, str]
 
 
 def free_port() -> int:
@@ -63,19 +78,23 @@ def free_port() -> int:
         return port
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def post(url: str, body: str) -> httpx.Response:
+    return httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=60)
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         if process.poll() is not None:
-            raise SystemExit(f"{url}: the server exited with {process.returncode}")
+            tail = log.read_text(errors="replace")[-3000:]
+            raise SystemExit(f"{url}: the server exited with {process.returncode}:\n{tail}")
         try:
-            answer = httpx.post(url, content=BODY, headers={"content-type": "application/json"})
-            if answer.status_code == 200:
+            if post(url, PROBE).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.3)
-    raise SystemExit(f"{url} not ready after {timeout} s")
+    raise SystemExit(f"{url} not ready after {timeout} s (log: {log})")
 
 
 @contextmanager
@@ -85,35 +104,12 @@ def serving(args: list[str], env: dict[str, str], url: str, log: Path) -> Iterat
             args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            wait_ready(url, process)
+            wait_ready(url, process, log)
             yield
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
+            with suppress(ProcessLookupError):  # it may have exited already
+                os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)
-
-
-def wrk(name: str, url: str, args: argparse.Namespace, script: Path) -> Load:
-    seconds = args.seconds
-    common = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "-s", str(script), url]
-    subprocess.run([*common[:3], "-d3s", *common[3:]], capture_output=True, check=True)  # warm-up
-    out = subprocess.run(
-        [*common[:3], f"-d{seconds}s", "--latency", *common[3:]],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    latency = {q: float(v) * UNITS_MS[u] for q, v, u in LATENCY.findall(out)}
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return Load(
-        name,
-        rate,
-        latency["50"],
-        latency["99"],
-        int(non_2xx.group(1)) if non_2xx else 0,
-        sum(int(g) for g in errors.groups()) if errors else 0,
-    )
 
 
 def package_model(home: Path, overrides: tuple[str, ...] = ()) -> str:
@@ -129,19 +125,93 @@ def package_model(home: Path, overrides: tuple[str, ...] = ()) -> str:
     )
     if done.returncode != 0:
         raise SystemExit(f"packaging failed (run `make repro` first):\n{done.stderr}")
-    return re.findall(r"saved (\S+)", done.stderr)[-1]
+    tag: str = re.findall(r"saved (\S+)", done.stderr)[-1]
+    return tag
 
 
-def bare_server(port: int, workers: int) -> list[str]:
-    # uvicorn's --workers hands sockets over without TCP_NODELAY, which costs ~40 ms a request
-    # here; bare_multi binds one SO_REUSEPORT socket per process, as the kernel balances them.
-    return [sys.executable, str(HERE / "bare_multi.py"), str(port), str(workers)]
+# -- the load -------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace, work: Path) -> tuple[list[tuple[Load, Load]], Load | None]:
-    home = work / "bentoml"
-    tag = package_model(home)
-    env = {
+def wrk(url: str, script: Path, args: argparse.Namespace, duration: str) -> Load:
+    """One run; a run wrk could not make gives zeros and the reason."""
+    options = [f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}", "--latency"]
+    done = subprocess.run(
+        ["wrk", *options, f"--timeout={TIMEOUT}", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    load = parse_wrk(done.stdout)
+    if done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+        return Load(0.0, NAN, NAN, 0, load.socket_errors, problem=reason[-1])
+    return load
+
+
+def load_bare(url: str, script: Path, args: argparse.Namespace) -> Load:
+    """A warm-up, then the measured run."""
+    wrk(url, script, args, WARM_UP)
+    return wrk(url, script, args, f"{args.seconds}s")
+
+
+@dataclass(frozen=True)
+class Counters:
+    """The service's own counters (all workers): requests answered, fallbacks by reason."""
+
+    requests: int
+    fallbacks: dict[str, int]
+
+
+def scrape(base: str) -> Counters | None:
+    """The counters on the service's /metrics now; None if it cannot be read."""
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=10).raise_for_status().text
+    except httpx.HTTPError:
+        return None
+    requests, fallbacks = 0, {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{REQUESTS}_total":
+                requests += int(sample.value)
+            elif sample.name == f"{FALLBACKS}_total":
+                fallbacks[sample.labels["reason"]] = int(sample.value)
+    return Counters(requests, fallbacks)
+
+
+def settled(base: str) -> Counters | None:
+    """The counters once the service has answered what wrk left in flight.
+
+    What-ifs queue for one thread: their answers (and fallbacks) come after wrk has stopped,
+    and would otherwise count in the next run, and load it.
+    """
+    counters, deadline = scrape(base), time.monotonic() + SETTLE_S
+    while counters is not None and time.monotonic() < deadline:
+        time.sleep(SETTLE_POLL_S)
+        previous, counters = counters, scrape(base)
+        if counters == previous:
+            break
+    return counters
+
+
+def _delta(before: Counters | None, after: Counters | None) -> dict[str, int] | None:
+    if before is None or after is None:
+        return None
+    return {reason: n - before.fallbacks.get(reason, 0) for reason, n in after.fallbacks.items()}
+
+
+def load_service(url: str, base: str, script: Path, args: argparse.Namespace) -> Load:
+    """A warm-up, then the measured run, with the fallbacks the service counted during it."""
+    wrk(url, script, args, WARM_UP)
+    before = settled(base)
+    load = wrk(url, script, args, f"{args.seconds}s")
+    return replace(load, fallbacks=_delta(before, settled(base)))
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def _environment(args: argparse.Namespace, home: Path, tag: str) -> dict[str, str]:
+    return {
         **os.environ,
         "BENTOML_HOME": str(home),
         "BENTOML_DO_NOT_TRACK": "True",
@@ -149,100 +219,127 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[tuple[Load, Load]], 
         "TRAFFIC_FORECAST_WORKERS": str(args.workers),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(HERE)]),
     }
-    script = work / "post.lua"
-    lua = [
-        "wrk.method = 'POST'",
-        f"wrk.body = '{BODY}'",
-        "wrk.headers['Content-Type'] = 'application/json'",
-    ]
-    script.write_text("\n".join(lua) + "\n", encoding="utf-8")
-    port, bare_port = free_port(), free_port()
-    url, bare_url = (f"http://127.0.0.1:{p}/forecast" for p in (port, bare_port))
-    bento = [
-        str(VENV_BIN / "bentoml"),
-        "serve",
-        "traffic_forecast.serving.service:TrafficForecast",
-        "--port",
-        str(port),
-    ]
-    rounds: list[tuple[Load, Load]] = []
-    with ExitStack() as servers:
-        servers.enter_context(serving(bento, env, url, work / "service.log"))
-        response = httpx.post(url, content=BODY, headers={"content-type": "application/json"})
-        (work / "response.json").write_bytes(response.content)
-        bare_env = {**env, "BARE_RESPONSE_FILE": str(work / "response.json")}
-        bare = bare_server(bare_port, args.workers)
-        servers.enter_context(serving(bare, bare_env, bare_url, work / "bare.log"))
-        # Alternated rounds: a machine whose speed drifts (a shared VM) drifts for both.
-        for _ in range(args.rounds):
-            service_load = wrk("BentoML service", url, args, script)
-            rounds.append((service_load, wrk("bare Starlette/uvicorn", bare_url, args, script)))
-    naive_load = None
-    if not args.skip_naive:
+
+
+def _bento(service: str, port: int) -> list[str]:
+    return [str(VENV_BIN / "bentoml"), "serve", service, "--port", str(port)]
+
+
+def _bare(port: int, workers: int) -> list[str]:
+    # uvicorn's --workers hands sockets over without TCP_NODELAY, which costs ~40 ms a request
+    # here; bare_multi binds one SO_REUSEPORT socket per process, as the kernel balances them.
+    return [sys.executable, str(HERE / "bare_multi.py"), str(port), str(workers)]
+
+
+def sample_answer(base: str, kind: Kind) -> bytes:
+    """The service's answer to the kind's sample; a refusal ends the benchmark before loading."""
+    answer = post(base + kind.path, kind.sample_json)
+    if answer.status_code != 200:
+        raise SystemExit(
+            f"{kind.name}: POST {kind.path} {kind.sample_json} answered {answer.status_code}: "
+            f"{answer.text[:1000]}"
+        )
+    return answer.content
+
+
+def start_bare_apps(
+    servers: ExitStack, base: str, chosen: list[Kind], env: dict[str, str], work: Path
+) -> dict[str, str]:
+    """One bare app per kind, answering the service's bytes for that kind's sample.
+
+    Also writes each kind's wrk script beside its answer.
+    """
+    workers, urls = int(env["TRAFFIC_FORECAST_WORKERS"]), {}
+    for kind in chosen:
+        answer = work / f"{kind.name}.json"
+        answer.write_bytes(sample_answer(base, kind))
+        (work / f"{kind.name}.lua").write_text(kind.script(), encoding="utf-8")
         port = free_port()
-        url = f"http://127.0.0.1:{port}/forecast"
-        naive = [
-            str(VENV_BIN / "bentoml"),
-            "serve",
-            "naive_service:NaiveForecast",
-            "--port",
-            str(port),
-        ]
-        with serving(naive, env, url, work / "naive.log"):
-            naive_load = wrk("naive (predict per request)", url, args, script)
-    return rounds, naive_load
+        urls[kind.name] = url = f"http://127.0.0.1:{port}"
+        bare_env = {**env, "BARE_RESPONSE_FILE": str(answer)}
+        log = work / f"bare-{kind.name}.log"
+        servers.enter_context(serving(_bare(port, workers), bare_env, url + kind.path, log))
+    return urls
 
 
-def _row(load: Load, label: str) -> str:
+def measure(
+    args: argparse.Namespace, chosen: list[Kind], servers: Servers, work: Path, rounds: list[Round]
+) -> None:
+    """Alternated rounds into ``rounds``, each row printed as soon as it is measured."""
+    for number in range(1, args.rounds + 1):
+        for kind in chosen:
+            script = work / f"{kind.name}.lua"
+            service = load_service(servers.service + kind.path, servers.service, script, args)
+            print(row(f"{number}", kind.name, SERVICE, service, counted=True), flush=True)
+            bare = load_bare(servers.bare[kind.name] + kind.path, script, args)
+            print(row(f"{number}", kind.name, BARE, bare), flush=True)
+            rounds.append(Round(number, kind.name, service, bare))
+
+
+def run_naive(args: argparse.Namespace, env: dict[str, str], default: Kind, work: Path) -> Load:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/forecast"
+    with serving(_bento("naive_service:NaiveForecast", port), env, url, work / "naive.log"):
+        load = load_bare(url, work / f"{default.name}.lua", args)
+    print(row("-", default.name, NAIVE, load), flush=True)
+    return load
+
+
+def run(args: argparse.Namespace, work: Path) -> tuple[list[Round], Load | None]:
+    """Start everything, load it; Ctrl-C stops the load and keeps what was measured."""
+    home = work / "bentoml"
+    env = _environment(args, home, package_model(home))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    bento = _bento("traffic_forecast.serving.service:TrafficForecast", port)
+    rounds: list[Round] = []
+    naive = None
+    try:
+        with ExitStack() as servers:
+            servers.enter_context(serving(bento, env, base + "/forecast", work / "service.log"))
+            origin = datetime.fromisoformat(post(base + "/forecast", PROBE).json()["origin"])
+            every = kinds(origin)
+            chosen = [every[name] for name in args.kinds]
+            bare = start_bare_apps(servers, base, chosen, env, work)
+            print(header(args), flush=True)
+            measure(args, chosen, Servers(base, bare), work, rounds)
+        if not args.skip_naive and "default" in args.kinds:
+            naive = run_naive(args, env, every["default"], work)
+    except KeyboardInterrupt:
+        print("interrupted: the summary covers the runs measured so far", flush=True)
+    return rounds, naive
+
+
+def header(args: argparse.Namespace) -> str:
     return (
-        f"{label:30}{load.requests_per_s:>10.0f}{load.p50_ms:>10.2f}{load.p99_ms:>10.2f}"
-        f"{load.non_2xx:>9}{load.socket_errors:>8}"
+        f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s (after {WARM_UP} warm-up),"
+        f" loopback, {args.workers} worker(s) each, {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}, {args.rounds} alternated round(s)\n\n{COLUMNS}"
     )
-
-
-def report(rounds: list[tuple[Load, Load]], naive: Load | None, args: argparse.Namespace) -> str:
-    lines = [
-        f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, POST /forecast "
-        f"{BODY}, loopback, {args.workers} worker(s) each, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, {len(rounds)} alternated round(s)",
-        "",
-        f"{'target':30}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}{'errors':>8}",
-    ]
-    for i, (service, bare) in enumerate(rounds, 1):
-        lines += [_row(service, f"{i}. {service.name}"), _row(bare, f"{i}. {bare.name}")]
-    if naive is not None:
-        lines.append(_row(naive, naive.name))
-    ratios = [service.requests_per_s / bare.requests_per_s for service, bare in rounds]
-    ratio = statistics.median(ratios)
-    p99 = statistics.median(service.p99_ms for service, _ in rounds)
-    verdict = {True: "met", False: "MISSED"}
-    lines += [
-        "",
-        f"ratio service / bare per round: {', '.join(f'{r:.2f}' for r in ratios)}",
-        f"ratio service / bare (median): {ratio:.2f} "
-        f"(target >= {RATIO_TARGET}: {verdict[ratio >= RATIO_TARGET]})",
-        f"service p99 (median): {p99:.1f} ms (target <= {P99_TARGET_MS:g} ms: "
-        f"{verdict[p99 <= P99_TARGET_MS]})",
-    ]
-    if naive is not None:
-        service_rate = statistics.median(service.requests_per_s for service, _ in rounds)
-        lines.append(f"service / naive: {service_rate / naive.requests_per_s:.0f}x")
-    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=10, help="each measured run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=1, help="server processes per target")
     parser.add_argument("--rounds", type=int, default=3, help="alternated service/bare rounds")
-    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=NAMES,
+        default=list(NAMES),
+        help="kinds of request to load (default: all)",
+    )
+    parser.add_argument("--skip-naive", action="store_true", help="no naive reference run")
     args = parser.parse_args()
+    args.kinds = [name for name in NAMES if name in args.kinds]  # loaded in a fixed order
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `make system-deps` (Debian package wrk)")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as work:
-        print(report(*run(args, Path(work)), args))
+        rounds, naive = run(args, Path(work))
+    print(summary(rounds, naive, args.kinds, args.workers), flush=True)
     return 0
 
 

@@ -167,9 +167,21 @@ def test_the_state_records_where_the_router_listens(blue_live: Config, bentos: B
 # --- a failing green leaves blue serving ------------------------------------------------------
 
 
+def _requests_counted(base: str) -> float:
+    """The forecast API requests a colour's ``/metrics`` counts (every endpoint and outcome)."""
+    text = httpx.get(base + "/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("traffic_forecast_requests_total{")
+    )
+
+
 def _failing(
     cfg: Config, bentos: Bentos, tag: str, expected: str, *, green_served: bool = False
 ) -> None:
+    blue = slots.url(cfg.deploy, cfg.deploy.blue_port)
+    counted = _requests_counted(blue)
     with Load(_router(cfg) + "/forecast") as load_run:
         with pytest.raises(DeployError, match=expected) as raised:
             rollout.deploy(tag, cfg)
@@ -180,6 +192,10 @@ def _failing(
     since = failed if green_served else 0.0
     assert set(load_run.versions_sent_after(since)) == {bentos.model(bentos.v1)}
     _still_blue(cfg, bentos)
+    # Starting green left blue's series alone (Prometheus scrapes each colour): BentoML empties
+    # a server's metrics directory when it starts, and the colours once shared one.
+    answered_by_blue = load_run.versions_sent_after(0.0)[bentos.model(bentos.v1)]
+    assert _requests_counted(blue) >= counted + answered_by_blue
 
 
 def test_a_green_that_never_becomes_ready(blue_live: Config, bentos: Bentos) -> None:

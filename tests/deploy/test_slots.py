@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from traffic_forecast.deploy import slots
+from traffic_forecast.deploy.state import COLOURS
 
 
 def test_the_prediction_log_path_given_to_a_slot_is_absolute() -> None:
@@ -25,3 +28,39 @@ def test_each_start_logs_afresh_and_keeps_the_previous_log(tmp_path: Path) -> No
     assert fresh == path
     assert not path.exists()
     assert path.with_name("green.log.1").read_text() == "the previous start\n"
+
+
+def test_each_colour_keeps_its_metrics_files_apart_and_serves_from_the_real_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # BentoML keeps a server's metrics in $BENTOML_HOME/prometheus_multiproc_dir and empties
+    # it when a server starts: one shared home let a starting colour wipe the live one's.
+    store = tmp_path / "store"
+    monkeypatch.setenv("BENTOML_HOME", str(store))
+    state_dir = tmp_path / "state"
+
+    homes = {
+        colour: Path(slots.server_env(colour, "model:v1", state_dir, "sqlite://")["BENTOML_HOME"])
+        for colour in COLOURS
+    }
+
+    assert homes["blue"] != homes["green"]
+    for home in homes.values():
+        assert home.is_relative_to(state_dir)
+        assert not home.is_relative_to(store)
+        for name in ("bentos", "models"):
+            assert (home / name).resolve() == (store / name).resolve()
+
+
+def test_a_second_deploy_reuses_the_slot_home_and_follows_a_moved_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state_dir = tmp_path / "state"
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "old"))
+    first = slots.slot_home(state_dir, "blue")
+    assert slots.slot_home(state_dir, "blue") == first  # the same checkout, deployed again
+
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "new"))
+    slots.slot_home(state_dir, "blue")
+
+    assert (first / "bentos").resolve() == (tmp_path / "new" / "bentos").resolve()

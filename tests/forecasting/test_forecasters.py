@@ -6,7 +6,6 @@ All on six weeks of simulated hours (1008), built once per module from the `smal
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import warnings
 from pathlib import Path
@@ -15,47 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT, SMALL_PERIOD
+from tests.forecasting.conftest import MODEL_OPTIONS, model_config
 from traffic_forecast.core.config import BacktestConfig, Config, ModelConfig
-from traffic_forecast.core.settings import load_config
-from traffic_forecast.data.simulate import simulate, write_raw_tables
-from traffic_forecast.data.validation import read_raw, validate_raw
 from traffic_forecast.forecasting.backtest import BacktestRun, run_backtest
-from traffic_forecast.forecasting.features import ModelInputs, build_features, exogenous_columns
+from traffic_forecast.forecasting.features import ModelInputs, exogenous_columns
 from traffic_forecast.forecasting.forecasters import exogenous, fit, running_sktime, target_series
 from traffic_forecast.forecasting.intervals import MIN_CALIBRATION_FOLDS
 from traffic_forecast.forecasting.metrics import Fold
 
-MODEL_OPTIONS = sorted(path.stem for path in (REPO_ROOT / "conf" / "model").glob("*.yaml"))
 FORECAST_HOURS = 24
 WEEK = 168
 # Folds of one day: the first MIN_CALIBRATION_FOLDS calibrate, the two after them are covered.
 TINY_BACKTEST = BacktestConfig(horizon=24, n_folds=MIN_CALIBRATION_FOLDS + 2, step_hours=24)
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> ModelInputs:
-    """The model-ready frames of six simulated weeks (what `small_raw` holds), validated."""
-    raw = tmp_path_factory.mktemp("models") / "raw"
-    write_raw_tables(simulate(SMALL_PERIOD), raw)
-    data = dataclasses.replace(
-        base_config.data,
-        traffic_file=str(raw / "traffic.csv"),
-        sale_events_file=str(raw / "sale_events.csv"),
-        infrastructure_file=str(raw / "infrastructure.csv"),
-    )
-    result = validate_raw(data, *read_raw(data))
-    assert result.passed, result.failures
-    return build_features(
-        result.tables["traffic"],
-        result.tables["sale_events"],
-        data.sale_kinds,
-        base_config.features,
-    )
-
-
-def _model(option: str) -> ModelConfig:
-    return load_config([f"model={option}"], params_file=None).model
 
 
 def _backtest(model: ModelConfig, history: pd.DataFrame, **kwargs: bool) -> BacktestRun:
@@ -76,7 +46,7 @@ def _assert_interval_around_forecast(fold: Fold) -> None:
 
 @pytest.mark.parametrize("option", MODEL_OPTIONS, ids=MODEL_OPTIONS)
 def test_every_model_option_forecasts_the_next_day(option: str, inputs: ModelInputs) -> None:
-    model = _model(option)
+    model = model_config(option)
     history, future = inputs.history, inputs.future
     forecaster = fit(model, history)
 
@@ -117,7 +87,7 @@ def test_default_model_gets_calibrated_intervals_in_the_backtest(
 
 
 def test_theta_gives_native_intervals_in_every_fold(inputs: ModelInputs) -> None:
-    run = _backtest(_model("theta"), inputs.history)
+    run = _backtest(model_config("theta"), inputs.history)
 
     assert run.calibration is None
     for fold in run.folds:
@@ -125,7 +95,7 @@ def test_theta_gives_native_intervals_in_every_fold(inputs: ModelInputs) -> None
 
 
 def test_seasonal_naive_as_the_model_gets_finite_intervals(inputs: ModelInputs) -> None:
-    run = _backtest(_model("seasonal_naive"), inputs.history)
+    run = _backtest(model_config("seasonal_naive"), inputs.history)
 
     for fold in run.folds[MIN_CALIBRATION_FOLDS:]:
         _assert_interval_around_forecast(fold)

@@ -10,9 +10,12 @@ from pydantic import ValidationError
 
 from traffic_forecast.serving.contract import (
     EXAMPLE_INPUT,
+    EXAMPLE_SALE,
     EXAMPLE_WHAT_IF,
     CapacityRequest,
     ForecastRequest,
+    ObservationsRequest,
+    PlannedSale,
     invalid,
 )
 
@@ -30,7 +33,7 @@ def _sale(**changes: Any) -> dict[str, Any]:
         ('{"horizon": 169}', "horizon"),
         ('{"horizon": -24}', "horizon"),
         ('{"horizon": "24"}', "horizon"),
-        ('{"horizon": 24.0}', "horizon"),
+        ('{"horizon": 24.5}', "horizon"),
         ('{"horizon": true}', "horizon"),
         ('{"horizon": NaN}', "horizon"),
         ('{"coverage": 0}', "coverage"),
@@ -104,3 +107,16 @@ def test_a_check_needing_the_service_reads_like_any_other_validation_error() -> 
 def test_a_bad_sale_says_what_is_wrong(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ForecastRequest.model_validate_json(json.dumps(_sale(**changes)))
+
+
+def test_the_example_sale_is_a_valid_sale() -> None:
+    sale = PlannedSale.model_validate_json(json.dumps(EXAMPLE_SALE))
+    assert sale.end > sale.start
+
+
+def test_a_whole_number_is_an_integer_as_json_schema_says() -> None:
+    assert ForecastRequest.model_validate_json('{"horizon": 24.0}').horizon == 24
+    batch = (
+        '{"observations": [{"timestamp": "2024-02-12T00:00:00", "sessions": 1, "instances": 3.0}]}'
+    )
+    assert ObservationsRequest.model_validate_json(batch).observations[0].instances == 3

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sktime.forecasting.base import ForecastingHorizon
 
 from tests.packaged import Packaged, quiet_evening
@@ -219,3 +221,108 @@ def test_only_the_next_consecutive_hours_can_be_told(
     index = pd.DatetimeIndex([engine.origin + pd.Timedelta(hours=h) for h in offsets])
     with pytest.raises(ValueError, match="consecutive hours"):
         engine.advanced(pd.Series(np.ones(len(index)), index=index))
+
+
+# --- the lean form, any coverage ---------------------------------------------------------------
+
+
+def test_the_packaged_model_serves_in_its_lean_form(engine: ForecastEngine) -> None:
+    assert engine.is_lean
+    assert engine.inference == {"path": "lean", "why_not_lean": None}
+
+
+def test_a_model_without_a_lean_form_is_served_by_sktime_and_says_why(
+    loaded: ModelArtifacts,
+) -> None:
+    forms = dataclasses.replace(loaded.lean, forecaster=None, not_exported="theta: no lean form")
+    engine = ForecastEngine(dataclasses.replace(loaded, lean=forms))
+    assert not engine.is_lean
+    assert engine.inference == {"path": "sktime", "why_not_lean": "theta: no lean form"}
+    np.testing.assert_allclose(engine.default(WEEK, 0.9).value, ForecastEngine(loaded).default(
+        WEEK, 0.9).value, rtol=1e-9)  # fmt: skip
+
+
+@st.composite
+def _planned_sales(draw: st.DrawFn, engine: ForecastEngine) -> list[PlannedEvent]:
+    """One to five sales from three days before the window to its end, any kind and discount."""
+    sales = []
+    for _ in range(draw(st.integers(1, 5))):
+        start = engine.origin + pd.Timedelta(hours=draw(st.integers(-72, WEEK - 1)))
+        end = start + pd.Timedelta(hours=draw(st.integers(1, 96)))
+        kind = draw(st.sampled_from(engine.artifacts.sale_kinds))
+        discount = draw(st.none() | st.floats(0, 100))
+        sales.append(PlannedEvent(start, end, kind, discount))
+    return sales
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_a_lean_what_if_is_sktimes_forecast_of_the_scenario(
+    data: st.DataObject, engine: ForecastEngine
+) -> None:
+    """Only the hours the sales change are forecast again: the rest must not differ either."""
+    sales = data.draw(_planned_sales(engine))
+    X = exogenous(engine.scenario(sales), engine.columns)
+    fh = ForecastingHorizon(engine.timestamps, is_relative=False)
+    expected = np.maximum(engine.artifacts.forecaster.predict(fh, X=X).to_numpy(), 0.0)
+    np.testing.assert_allclose(engine.what_if(sales, WEEK, 0.9).value, expected, rtol=1e-9)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    coverage=st.floats(0.0, 1.0, exclude_min=True, exclude_max=True),
+    wider=st.floats(0.0, 1.0, exclude_min=True, exclude_max=True),
+    horizon=st.integers(1, WEEK),
+)
+def test_every_interval_holds_its_forecast_and_widens_with_coverage(
+    engine: ForecastEngine, coverage: float, wider: float, horizon: int
+) -> None:
+    narrow, wide = sorted((coverage, wider))
+    sale = PlannedEvent(engine.origin + pd.Timedelta(hours=5), engine.origin + pd.Timedelta(
+        hours=9), engine.artifacts.sale_kinds[0])  # fmt: skip
+    for answer in (
+        engine.default(horizon, coverage),
+        engine.what_if([sale], horizon, coverage),
+        engine.fallback(horizon, coverage, "test"),
+    ):
+        assert len(answer) == horizon
+        assert answer.coverage == coverage
+        assert (answer.lower <= answer.value).all(), coverage
+        assert (answer.value <= answer.upper).all(), coverage
+    small, large = engine.default(horizon, narrow), engine.default(horizon, wide)
+    assert (large.lower <= small.lower).all()
+    assert (small.upper <= large.upper).all()
+
+
+@pytest.fixture(scope="module")
+def theta(loaded: ModelArtifacts, packaged: Packaged) -> ForecastEngine:
+    """The theta option (native intervals, no lean form) on the packaged history."""
+    from tests.forecasting.conftest import model_config  # noqa: PLC0415
+    from traffic_forecast.forecasting.forecasters import fit  # noqa: PLC0415
+
+    forecaster = fit(model_config("theta"), _history(packaged))
+    card = {**loaded.card, "uses_exog": False, "exogenous_columns": []}
+    forms = dataclasses.replace(loaded.lean, forecaster=None, not_exported="theta: no lean form")
+    intervals = {**loaded.intervals, "method": "native"}
+    artifacts = dataclasses.replace(
+        loaded, forecaster=forecaster, card=card, lean=forms, intervals=intervals
+    )
+    return ForecastEngine(artifacts)
+
+
+def test_native_intervals_of_any_coverage_come_from_the_models_quantiles(
+    theta: ForecastEngine,
+) -> None:
+    fh = ForecastingHorizon(theta.timestamps, is_relative=False)
+    band = theta.state.forecaster.predict_interval(fh, coverage=0.9)
+    served = theta.default(WEEK, 0.9)
+    np.testing.assert_allclose(served.lower, np.minimum(band.iloc[:, 0], served.value), rtol=1e-6)
+    np.testing.assert_allclose(served.upper, np.maximum(band.iloc[:, 1], served.value), rtol=1e-6)
+    for coverage in (0.01, 0.37, 0.5, 0.999):
+        answer = theta.default(WEEK, coverage)
+        assert (answer.lower <= answer.value).all()
+        assert (answer.value <= answer.upper).all()

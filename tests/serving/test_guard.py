@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from traffic_forecast.serving.guard import VERSION_HEADER, HttpGuard, check_headers
+from traffic_forecast.serving.guard import VERSION_HEADER, HttpGuard, Reply, check_headers
 
 LIMIT = 100
 JSON = [(b"content-type", b"application/json")]
@@ -69,12 +69,12 @@ class _State:
     def not_ready(self) -> str | None:
         return self.readiness
 
-    fast: dict[bytes, bytes] = field(default_factory=dict)  # body → the answer sent from memory
+    fast: dict[bytes, Reply] = field(default_factory=dict)  # body → the service's own answer
 
     def count(self, endpoint: str, status: int) -> None:
         self.counted.append((endpoint, status))
 
-    def fast_answer(self, path: str, body: bytes) -> bytes | None:
+    async def respond(self, path: str, body: bytes) -> Reply | None:
         return self.fast.get(body)
 
 
@@ -95,10 +95,13 @@ class _Echo:
 
 
 def _call(
-    scope: dict[str, Any], chunks: list[bytes], state: _State
+    scope: dict[str, Any],
+    chunks: list[bytes],
+    state: _State,
+    routes: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[int, dict[bytes, bytes], bytes, _Echo]:
     app = _Echo()
-    guard = HttpGuard(app, frozenset({"/forecast"}), lambda: state)
+    guard = HttpGuard(app, frozenset({"/forecast"}), lambda: state, routes)
     messages = [
         {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
         for i, chunk in enumerate(chunks)
@@ -165,8 +168,8 @@ def test_readiness_says_why_it_fails() -> None:
     assert headers[VERSION_HEADER.encode()] == b"traffic-forecast:v1"
 
 
-def test_a_fast_answer_is_sent_from_memory_counted_and_stamped() -> None:
-    state = _State(fast={b'{"horizon": 2}': b'{"forecast": [1, 2]}'})
+def test_the_services_answer_is_sent_counted_and_stamped() -> None:
+    state = _State(fast={b'{"horizon": 2}': Reply(200, b'{"forecast": [1, 2]}')})
     scope = _scope([*JSON, (b"content-length", b"14")])
     status, headers, body, app = _call(scope, [b'{"horizon": 2}'], state)
     assert (status, body, app.calls) == (200, b'{"forecast": [1, 2]}', 0)
@@ -176,8 +179,51 @@ def test_a_fast_answer_is_sent_from_memory_counted_and_stamped() -> None:
     assert state.counted == [("/forecast", 200)]
 
 
+def test_a_refusal_of_the_service_keeps_its_status_and_headers() -> None:
+    busy = Reply(503, b'{"error": "busy"}', ((b"retry-after", b"1"),))
+    state = _State(fast={b'{"horizon": 2}': busy})
+    scope = _scope([*JSON, (b"content-length", b"14")])
+    status, headers, body, app = _call(scope, [b'{"horizon": 2}'], state)
+    assert (status, body, app.calls) == (503, b'{"error": "busy"}', 0)
+    assert headers[b"retry-after"] == b"1"
+    assert state.counted == [("/forecast", 503)]
+
+
 def test_a_body_without_a_fast_answer_reaches_the_app_whole() -> None:
-    state = _State(fast={b'{"horizon": 2}': b"{}"})
+    state = _State(fast={b'{"horizon": 2}': Reply(200, b"{}")})
     scope = _scope([*JSON, (b"content-length", b"15")])
     status, _, body, app = _call(scope, [b'{"horizon"', b": 24}"], state)  # two messages
     assert (status, body, app.calls) == (200, b'{"horizon": 24}', 1)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow", "counted"),
+    [
+        ("GET", "/forecast", b"POST", [("/forecast", 405)]),
+        ("PUT", "/forecast", b"POST", [("/forecast", 405)]),
+        ("HEAD", "/forecast", b"POST", [("/forecast", 405)]),
+        ("GET", "/observations", b"POST", []),
+        ("DELETE", "/metadata", b"GET, HEAD", []),
+    ],
+    ids=["get-api", "put-api", "head-api", "get-route", "delete-route"],
+)
+def test_a_method_the_path_does_not_take_is_a_json_405_with_allow(
+    method: str, path: str, allow: bytes, counted: list[tuple[str, int]]
+) -> None:
+    state = _State()
+    routes = {"/metadata": ("GET", "HEAD"), "/observations": ("POST",)}
+    status, headers, body, app = _call(_scope(JSON, path, method), [b""], state, routes)
+    assert (status, app.calls) == (405, 0)
+    assert headers[b"allow"] == allow
+    assert headers[b"content-type"] == b"application/json"
+    assert headers[VERSION_HEADER.encode()] == b"traffic-forecast:v1"
+    assert json.loads(body) == {"error": f"{method} {path}: this path takes {allow.decode()}"}
+    assert state.counted == counted
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/metadata"), ("HEAD", "/metadata"),
+                                              ("GET", "/livez"), ("DELETE", "/livez")])  # fmt: skip
+def test_a_method_the_path_takes_and_unnamed_routes_reach_the_app(method: str, path: str) -> None:
+    routes = {"/metadata": ("GET", "HEAD")}
+    status, _, _, app = _call(_scope([], path, method), [b""], _State(), routes)
+    assert (status, app.calls) == (200, 1)

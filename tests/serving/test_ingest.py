@@ -210,6 +210,14 @@ def test_malformed_bodies_get_400_with_a_json_reason(
     assert _stored(store_path) == 0
 
 
+def test_the_spec_example_batch_is_stored(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/observations"]["post"]
+    example = operation["requestBody"]["content"]["application/json"]["example"]
+    answer = _post(client, example["observations"])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["new"] == len(example["observations"])
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [({}, 401), ({"Authorization": "Bearer wrong"}, 401), ({"Authorization": TOKEN}, 401)],

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import subprocess
+import time
 from typing import Any
 
 import bentoml
@@ -96,13 +97,19 @@ def test_a_what_if_within_budget_is_the_models_answer(svc: TrafficForecast) -> N
 def test_a_what_if_over_its_budget_is_answered_by_the_fallback(
     svc: TrafficForecast, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 1 ms is less than any forecast takes here (tens of ms): the budget runs out for real.
-    monkeypatch.setattr(svc, "serving", dataclasses.replace(svc.serving, what_if_budget_ms=1))
+    engine = svc._view().engine
+
+    def slow(*args: Any) -> Any:
+        time.sleep(0.3)  # a model far slower than its budget below
+        return engine.what_if(*args)
+
+    monkeypatch.setattr(engine, "what_if", slow)
+    monkeypatch.setattr(svc.what_ifs, "budget_s", 0.05)
     sale = _planned(_sale_at(svc, 10))
     answer = _run(svc.forecast(horizon=24, events=[sale]))
     assert (answer.what_if, answer.fallback) == (True, True)
-    assert "1 ms budget" in (answer.fallback_reason or "")
-    fallback = svc._view().engine.fallback(24, 0.9, "x")
+    assert "over its 50 ms budget" in (answer.fallback_reason or "")
+    fallback = engine.fallback(24, 0.9, "x")
     np.testing.assert_allclose([h.value for h in answer.forecast], fallback.value)
 
 
@@ -171,62 +178,73 @@ FAST_BODIES = [
     {"horizon": 24, "coverage": 0.8},
     {"horizon": 48, "events": []},
     {"coverage": 0.5},
+    {"coverage": 0.123456},
 ]
 
 
-@pytest.mark.parametrize("request_body", FAST_BODIES, ids=json.dumps)
-def test_the_fast_path_answers_what_the_api_answers(
-    client: TestClient, request_body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _what_if_bodies(svc: TrafficForecast) -> list[dict[str, Any]]:
+    return [
+        {"horizon": 48, "events": [_sale_at(svc, 20)]},
+        {"horizon": 168, "coverage": 0.3, "events": [_sale_at(svc, 2, 30), _sale_at(svc, 90)]},
+    ]
+
+
+def _fast_and_api(
+    client: TestClient, path: str, body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, Any]:
+    """The same request answered by the guard's fast path and by BentoML's API."""
     running = bentoml.get_current_service()
-    calls: list[bytes | None] = []
-    fast_answer = running.fast_answer
-
-    def spied(path: str, body: bytes) -> bytes | None:
-        calls.append(answer := fast_answer(path, body))
-        return answer
-
-    monkeypatch.setattr(running, "fast_answer", spied)
-    fast = client.post("/forecast", json=request_body)
-    assert len(calls) == 1
-    assert calls[-1] is not None  # answered from memory
-    monkeypatch.setattr(running, "serving", dataclasses.replace(running.serving, fast_path=False))
-    api = client.post("/forecast", json=request_body)
-    assert calls[-1] is None  # answered by the API
-    assert (fast.status_code, api.status_code) == (200, 200)
-    assert fast.content == api.content
+    fast = client.post(path, json=body)
+    with monkeypatch.context() as patched:
+        patched.setattr(running, "serving", dataclasses.replace(running.serving, fast_path=False))
+        api = client.post(path, json=body)
     assert fast.headers["content-type"] == api.headers["content-type"]
     assert fast.headers[VERSION_HEADER] == api.headers[VERSION_HEADER]
+    return fast, api
+
+
+@pytest.mark.parametrize("path", ["/forecast", "/capacity"])
+def test_the_fast_path_answers_what_the_api_answers(
+    client: TestClient, svc: TrafficForecast, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for body in FAST_BODIES + _what_if_bodies(svc):
+        fast, api = _fast_and_api(client, path, body, monkeypatch)
+        assert (fast.status_code, api.status_code) == (200, 200), body
+        assert fast.json() == api.json(), body
 
 
 @pytest.mark.parametrize(
     "request_body",
-    [{"horizon": 0}, {"horizon": "24"}, {"coverage": 1.0}, {"horizon": 24, "extra": 1}],
+    [{"horizon": 0}, {"horizon": "24"}, {"coverage": 1.0}, {"horizon": 24, "extra": 1},
+     {"horizon": 500}],
     ids=json.dumps,
-)
-def test_the_fast_path_leaves_invalid_requests_to_the_api(
-    client: TestClient, request_body: dict[str, Any]
+)  # fmt: skip
+def test_the_fast_path_refuses_what_the_api_refuses_naming_the_request_model(
+    client: TestClient, request_body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    running = bentoml.get_current_service()
-    assert running.fast_answer("/forecast", json.dumps(request_body).encode()) is None
-    response = client.post("/forecast", json=request_body)
-    assert response.status_code == 400
-    assert response.json()["detail"]
+    for path, model in (("/forecast", "ForecastRequest"), ("/capacity", "CapacityRequest")):
+        fast, api = _fast_and_api(client, path, request_body, monkeypatch)
+        assert (fast.status_code, api.status_code) == (400, 400)
+        assert fast.json()["detail"] == api.json()["detail"]
+        assert fast.json()["error"].endswith(f"validation error for {model}")
 
 
-def test_the_fast_path_keeps_answers_for_a_bounded_number_of_coverages(
-    client: TestClient,
+def test_a_full_what_if_queue_is_a_503_with_retry_after(
+    client: TestClient, svc: TrafficForecast, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     running = bentoml.get_current_service()
-    for i in range(1, 40):
-        assert client.post("/forecast", json={"coverage": i / 40}).status_code == 200
-    assert len(running._view().defaults) == service_module.DEFAULTS_KEPT
+    monkeypatch.setattr(running.what_ifs, "pending", running.what_ifs.capacity)
+    busy = client.post("/forecast", json=_what_if_bodies(svc)[0])
+    assert busy.status_code == 503
+    assert busy.headers["retry-after"] == str(service_module.RETRY_AFTER_S)
+    assert "too many what-ifs" in busy.json()["error"]
+    assert client.post("/forecast", json={"horizon": 24}).status_code == 200  # no what-if
 
 
 def _bad_requests(svc: TrafficForecast) -> dict[str, tuple[dict[str, Any], int]]:
     json_headers = {"content-type": "application/json"}
     sale = _sale_at(svc, 10)
-    late = _sale_at(svc, 30)  # after a 24-hour window
+    years_away = _sale_at(svc, 3 * 366 * 24)  # past the year after the window's
 
     def body(value: Any) -> dict[str, Any]:
         return {"content": json.dumps(value), "headers": json_headers}
@@ -257,7 +275,7 @@ def _bad_requests(svc: TrafficForecast) -> dict[str, tuple[dict[str, Any], int]]
             400,
         ),
         "sale-ends-before-start": (body({"events": [{**sale, "end": sale["start"]}]}), 400),
-        "sale-outside-horizon": (body({"horizon": 24, "events": [late]}), 400),
+        "sale-years-away": (body({"horizon": 24, "events": [years_away]}), 400),
         "sale-unknown-kind": (body({"events": [{**sale, "kind": "mega_sale"}]}), 400),
         "sale-off-the-hour": (
             body({"events": [{**sale, "start": sale["start"][:-5] + "30:00"}]}),
@@ -287,7 +305,7 @@ BAD_CASES = [
     "horizon-bool", "horizon-nan", "coverage-0", "coverage-1", "coverage-nan",
     "coverage-infinity", "discount-nan", "utilisation-infinity", "utilisation-tiny",
     "sale-from-year-1-to-9999", "sale-ends-before-start",
-    "sale-outside-horizon", "sale-unknown-kind", "sale-off-the-hour", "too-many-sales",
+    "sale-years-away", "sale-unknown-kind", "sale-off-the-hour", "too-many-sales",
     "unknown-field", "not-an-object", "malformed-json", "empty-body", "wrong-content-type",
     "no-content-type", "multipart-without-boundary", "oversized", "oversized-chunked",
 ]  # fmt: skip
@@ -331,7 +349,7 @@ def test_the_spec_documents_the_errors_the_api_gives(client: TestClient) -> None
     assert spec["openapi"] == "3.1.0"
     for path in ("/forecast", "/capacity"):
         responses = spec["paths"][path]["post"]["responses"]
-        assert set(responses) == {"200", "400", "413", "415", "503", "504"}
+        assert set(responses) == {"200", "400", "405", "413", "415", "503", "504"}
         assert responses["400"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/ErrorResponse"
         }

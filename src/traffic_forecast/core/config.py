@@ -180,12 +180,14 @@ class ServingConfig:
     model_name: str = "traffic-forecast"  # the BentoML model (and Bento) name
     default_horizon: int = 24
     default_coverage: float = 0.9  # prediction-interval coverage when a request names none
-    what_if_budget_ms: int = 1000  # a what-if taking longer is answered by the fallback
+    what_if_budget_ms: int = 1000  # a what-if running longer (from its start) gets the fallback
+    what_if_threads: int = 2  # what-ifs computed at once per worker, beside the event loop
+    what_if_queue: int = 64  # what-ifs waiting for a thread; beyond, 503 with Retry-After
     max_events: int = 20  # planned sale events in one what-if request
     max_body_bytes: int = 65536  # larger request bodies get 413
     prediction_log_max_bytes: int = 100 * 2**20  # rotate the prediction log at this size
     prediction_log_backups: int = 5
-    fast_path: bool = True  # default-scenario answers sent from memory, past BentoML's handler
+    fast_path: bool = True  # the HTTP guard answers /forecast and /capacity, past BentoML's API
     # Live actuals (`POST /observations`, `traffic-forecast observe`)
     max_data_age_hours: float = 3.0  # older newest actual: answers say stale
     max_future_hours: float = 1.0  # observed hours later than now + this are refused
@@ -205,6 +207,8 @@ class ServingConfig:
             raise ConfigError(
                 "serving.what_if_budget_ms, max_events and max_body_bytes must be at least 1"
             )
+        if self.what_if_threads < 1 or self.what_if_queue < 0:
+            raise ConfigError("serving.what_if_threads must be at least 1, what_if_queue ≥ 0")
 
 
 @dataclass

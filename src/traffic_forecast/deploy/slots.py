@@ -23,6 +23,7 @@ from traffic_forecast.serving.live import STORE_ENV
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25
+SHARED_STORE = ("bentos", "models")  # what a colour's BentoML home links to in the real store
 # The servers this process started. They outlive it by design (a deploy exits, the colours
 # serve on); kept here while it runs so that they are reaped, not left as zombies.
 CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -84,6 +85,55 @@ def prediction_log_path(state_dir: Path, colour: str) -> Path:
     return (state_dir / "logs" / f"predictions-{colour}.jsonl").absolute()
 
 
+def store_home() -> Path:
+    """The BentoML home of this process, as BentoML reads it: ``$BENTOML_HOME``, else ~/bentoml."""
+    home = os.environ.get("BENTOML_HOME", "~/bentoml")
+    return Path(os.path.expandvars(home)).expanduser().absolute()
+
+
+def slot_home(state_dir: Path, colour: str) -> Path:
+    """The BentoML home ``colour`` serves with: its own metrics files, the real store's Bentos.
+
+    BentoML 1.4 keeps the Prometheus files of a server's workers in
+    ``$BENTOML_HOME/prometheus_multiproc_dir`` and empties that directory whenever a server
+    starts (``bentoml.serving.ensure_prometheus_dir``); no setting or variable moves it apart
+    from the home. With one home, starting the new colour wiped the live colour's metrics.
+    So each colour runs with a home of its own in the state directory, whose ``bentos`` and
+    ``models`` link to the real store: the colour serves the Bento and model the deploy found
+    there. (Links, not copies: a Bento and its model are large, and the store stays the one
+    place `make bento` and the release write to.)
+    """
+    home = (state_dir / "slots" / colour / "bentoml").absolute()
+    home.mkdir(parents=True, exist_ok=True)
+    store = store_home()
+    for name in SHARED_STORE:
+        link, target = home / name, store / name
+        target.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            if link.readlink() == target:
+                continue  # an earlier deploy's link, to this store
+            link.unlink()  # to the store of an earlier BENTOML_HOME
+        elif link.exists():
+            raise DeployError(
+                f"{link} is not a link to the BentoML store ({target}): remove it and deploy again"
+            )
+        link.symlink_to(target, target_is_directory=True)
+    return home
+
+
+def server_env(colour: str, model: str, state_dir: Path, store_url: str) -> dict[str, str]:
+    """The environment of ``colour``'s ``bentoml serve``, serving ``model``."""
+    return {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "True",
+        "BENTOML_HOME": str(slot_home(state_dir, colour)),
+        "TRAFFIC_FORECAST_MODEL": model,
+        # The monitor's default glob (monitor.prediction_logs) reads these.
+        predictions.ENV: str(prediction_log_path(state_dir, colour)),
+        STORE_ENV: store_url,
+    }
+
+
 def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path, store_url: str) -> Slot:
     """Start ``bentoml serve <bento>`` for ``colour``, detached, reading the store at ``store_url``.
 
@@ -94,14 +144,7 @@ def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path, store_url
         raise DeployError(f"port {port} for {colour} is taken by another process")
     model = model_of(bento)  # also fails early on a Bento that is not in the store
     path = fresh_log(log_path(state_dir, colour))
-    env = {
-        **os.environ,
-        "BENTOML_DO_NOT_TRACK": "True",
-        "TRAFFIC_FORECAST_MODEL": model,
-        # The monitor's default glob (monitor.prediction_logs) reads these.
-        predictions.ENV: str(prediction_log_path(state_dir, colour)),
-        STORE_ENV: store_url,
-    }
+    env = server_env(colour, model, state_dir, store_url)
     with path.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.host,

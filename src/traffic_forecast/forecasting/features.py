@@ -72,37 +72,106 @@ def _us_federal_holidays(first_year: int, last_year: int) -> pd.DatetimeIndex:
     return USFederalHolidayCalendar().holidays(start, end)
 
 
-def sale_features(stamps: pd.DatetimeIndex, events: pd.DataFrame, kinds: list[str]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class SaleCalendar:
+    """Sale events as arrays, in start order: what the sale features are computed from.
+
+    Ties keep the order given (a stable sort), so a calendar and the same calendar with
+    planned sales appended describe the shared hours alike.
+    """
+
+    starts: npt.NDArray[np.datetime64]
+    ends: npt.NDArray[np.datetime64]
+    kinds: npt.NDArray[np.str_]
+    discounts: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, events: pd.DataFrame | None) -> SaleCalendar:
+        """The calendar of a `SaleEventsRaw`-like frame (None: no sales)."""
+        if events is None or events.empty:
+            return cls(
+                np.array([], dtype="datetime64[ns]"),
+                np.array([], dtype="datetime64[ns]"),
+                np.array([], dtype=str),
+                np.array([], dtype=float),
+            )
+        return cls(
+            events[SaleEventsRaw.start].to_numpy(dtype="datetime64[ns]"),
+            events[SaleEventsRaw.end].to_numpy(dtype="datetime64[ns]"),
+            events[SaleEventsRaw.kind].to_numpy(dtype=str),
+            events[SaleEventsRaw.discount_pct].to_numpy(dtype=float),
+        )._sorted()
+
+    def _sorted(self) -> SaleCalendar:
+        order = np.argsort(self.starts, kind="stable")
+        return SaleCalendar(
+            self.starts[order], self.ends[order], self.kinds[order], self.discounts[order]
+        )
+
+    def plus(self, other: SaleCalendar) -> SaleCalendar:
+        """The calendar with ``other``'s events added after its own (re-sorted, stably)."""
+        return SaleCalendar(
+            np.concatenate([self.starts, other.starts]),
+            np.concatenate([self.ends, other.ends]),
+            np.concatenate([self.kinds, other.kinds]),
+            np.concatenate([self.discounts, other.discounts]),
+        )._sorted()
+
+    def touching(self, first: np.datetime64, last: np.datetime64) -> SaleCalendar:
+        """Only the events that change a feature of an hour from ``first`` to ``last``."""
+        aftermath = np.timedelta64(int(SALE_AFTERMATH_CAP_HOURS), "h")
+        near = (self.starts <= last) & (self.ends + aftermath > first)
+        return SaleCalendar(
+            self.starts[near], self.ends[near], self.kinds[near], self.discounts[near]
+        )
+
+
+def sale_features(
+    stamps: pd.DatetimeIndex, events: pd.DataFrame | None, kinds: list[str]
+) -> pd.DataFrame:
     """Per hour: is a sale on, its discount, hours since it started or ended, its kind."""
-    n = len(stamps)
+    columns = sale_columns(stamps.to_numpy(dtype="datetime64[ns]"), SaleCalendar.of(events), kinds)
+    return pd.DataFrame(columns, index=stamps)
+
+
+def sale_column_names(kinds: list[str]) -> list[str]:
+    """The columns `sale_columns` makes, in order."""
+    return [
+        FutureFeatures.sale_active,
+        FutureFeatures.sale_discount,
+        FutureFeatures.sale_hours_since_start,
+        FutureFeatures.sale_hours_since_end,
+        *(SALE_KIND_PREFIX + kind for kind in kinds),
+    ]
+
+
+def sale_columns(
+    hours: npt.NDArray[np.datetime64], calendar: SaleCalendar, kinds: list[str]
+) -> dict[str, npt.NDArray[np.float64] | npt.NDArray[np.int_]]:
+    """`sale_features` as arrays by column name: serving's what-ifs call it per request."""
+    n = len(hours)
     active = np.zeros(n, dtype=int)
     discount = np.zeros(n)
     since_start = np.zeros(n)
     since_end = np.full(n, SALE_AFTERMATH_CAP_HOURS)
     kind_flags = {kind: np.zeros(n, dtype=int) for kind in kinds}
-    hours = stamps.to_numpy()
     one_hour = np.timedelta64(1, "h")
-    for event in events.sort_values(SaleEventsRaw.start).itertuples(index=False):
-        start = np.datetime64(getattr(event, SaleEventsRaw.start))
-        end = np.datetime64(getattr(event, SaleEventsRaw.end))
+    aftermath = SALE_AFTERMATH_CAP_HOURS * one_hour
+    for start, end, kind_of_sale, percent in zip(
+        calendar.starts, calendar.ends, calendar.kinds, calendar.discounts, strict=True
+    ):
         during = (hours >= start) & (hours < end)
         # Overlapping sales: the larger discount describes the hour.
-        stronger = during & (getattr(event, SaleEventsRaw.discount_pct) >= discount)
+        stronger = during & (percent >= discount)
         active[during] = 1
-        discount[stronger] = float(getattr(event, SaleEventsRaw.discount_pct))
+        discount[stronger] = float(percent)
         since_start[stronger] = (hours[stronger] - start) / one_hour
         for kind, flags in kind_flags.items():
-            flags[stronger] = int(getattr(event, SaleEventsRaw.kind) == kind)
-        after = (hours >= end) & (hours < end + SALE_AFTERMATH_CAP_HOURS * one_hour)
+            flags[stronger] = int(kind_of_sale == kind)
+        after = (hours >= end) & (hours < end + aftermath)
         since_end[after] = np.minimum(since_end[after], (hours[after] - end) / one_hour)
-    columns = {
-        FutureFeatures.sale_active: active,
-        FutureFeatures.sale_discount: discount,
-        FutureFeatures.sale_hours_since_start: since_start,
-        FutureFeatures.sale_hours_since_end: since_end,
-    }
-    columns |= {SALE_KIND_PREFIX + kind: flags for kind, flags in kind_flags.items()}
-    return pd.DataFrame(columns, index=stamps)
+    values = [active, discount, since_start, since_end, *kind_flags.values()]
+    return dict(zip(sale_column_names(kinds), values, strict=True))
 
 
 def build_features(
@@ -139,9 +208,8 @@ def known_features(
     stamps: pd.DatetimeIndex, sale_events: pd.DataFrame | None, kinds: list[str], holidays: str
 ) -> pd.DataFrame:
     """Calendar and sale-calendar features of ``stamps`` (index: timestamp)."""
-    events = sale_events if sale_events is not None else _no_events()
     exog = pd.concat(
-        [calendar_features(stamps, holidays), sale_features(stamps, events, kinds)], axis=1
+        [calendar_features(stamps, holidays), sale_features(stamps, sale_events, kinds)], axis=1
     )
     exog.index.name = TrafficRaw.timestamp
     return exog
@@ -179,14 +247,3 @@ def _same_hour_last_week(traffic: pd.DataFrame, horizon: int) -> npt.NDArray[np.
     lagged = np.roll(extended, WEEK_HOURS)
     lagged[:WEEK_HOURS] = extended[:WEEK_HOURS]
     return lagged
-
-
-def _no_events() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            SaleEventsRaw.start: pd.Series(dtype="datetime64[ns]"),
-            SaleEventsRaw.end: pd.Series(dtype="datetime64[ns]"),
-            SaleEventsRaw.kind: pd.Series(dtype=str),
-            SaleEventsRaw.discount_pct: pd.Series(dtype=int),
-        }
-    )

@@ -59,6 +59,15 @@ def _loaded_openmp() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+def one_openmp_thread() -> Any:
+    """A context: OpenMP on one thread in this thread (microseconds; see `running_sktime`).
+
+    For the lean forms' regressors in serving: their libraries are loaded, so the search of
+    the process's OpenMP libraries done once is reused.
+    """
+    return _loaded_openmp().limit(limits=1, user_api="openmp")
+
+
 @contextmanager
 def running_sktime(*, libraries_loaded: bool = False) -> Iterator[None]:
     """Wrap sktime work: OpenMP on one thread, and only sktime's announcement dropped.
@@ -72,11 +81,7 @@ def running_sktime(*, libraries_loaded: bool = False) -> Iterator[None]:
     model is in memory, so every library it runs is loaded, and the first search is reused
     (serving, where live actuals move the model several times a second).
     """
-    limits = (
-        _loaded_openmp().limit(limits=1, user_api="openmp")
-        if libraries_loaded
-        else threadpool_limits(1, user_api="openmp")
-    )
+    limits = one_openmp_thread() if libraries_loaded else threadpool_limits(1, user_api="openmp")
     with warnings.catch_warnings(record=True) as caught, limits:
         warnings.simplefilter("always")  # record everything; the caller's filters apply below
         yield

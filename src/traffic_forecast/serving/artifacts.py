@@ -10,6 +10,7 @@ per-instance capacity learnt from the infrastructure data.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from traffic_forecast.core.config import WEEK_HOURS, Config, ServingConfig
 from traffic_forecast.data.schemas import TrafficRaw
 from traffic_forecast.forecasting import forecasters
 from traffic_forecast.forecasting.capacity import Capacity, learn_capacity
+from traffic_forecast.forecasting.export import NotExportableError, export
+from traffic_forecast.forecasting.inference import LeanForecaster
 from traffic_forecast.pipeline import outputs
 
 # The packaged files: the pipeline's, under their own names, and the serving settings.
@@ -34,6 +37,16 @@ METRICS_FILE = outputs.METRICS.name
 SALE_EVENTS_FILE = outputs.SALE_EVENTS.name
 SERVING_FILE = "serving.json"
 RECENT_FILE = "recent.parquet"  # the training data's last week: lags for live actuals
+INFERENCE_FILE = "inference.pkl"  # the lean forms of model and fallback (forecasting.inference)
+
+
+@dataclass(frozen=True)
+class LeanForms:
+    """Model and fallback exported for serving without sktime; None and why where not."""
+
+    forecaster: LeanForecaster | None
+    baseline: LeanForecaster | None
+    not_exported: str | None = None  # why the model keeps sktime's path
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,7 @@ class ModelArtifacts:
     level_range: tuple[float, float]  # 1st and 99th percentile of the hourly training target
     recent: pd.Series  # the target's last week of training, on an hourly index
     holidays: str  # the holiday calendar of the features (features.holidays)
+    lean: LeanForms = LeanForms(None, None, "packaged without lean forms")
 
 
 def _packaged_outputs(cfg: Config) -> list[outputs.Output]:
@@ -100,6 +114,25 @@ def gather(cfg: Config, into: Path) -> None:
         "capacity": None if capacity is None else asdict(capacity),
     }
     (into / SERVING_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True), "utf-8")
+    (into / INFERENCE_FILE).write_bytes(pickle.dumps(lean_forms(into)))
+
+
+def lean_forms(folder: Path) -> LeanForms:
+    """Export the packaged forecaster and fallback in ``folder`` to their lean forms."""
+    card = _json(folder / MODEL_CARD_FILE)
+    columns = list(card.get("exogenous_columns", [])) if card.get("uses_exog") else []
+    exported: list[LeanForecaster | None] = []
+    reasons = []
+    for name, path, features in (
+        (card.get("model"), folder / FORECASTER_FILE, columns),
+        ("fallback", folder / BASELINE_FILE, []),
+    ):
+        try:
+            exported.append(export(forecasters.load(path), features))
+        except NotExportableError as exc:
+            exported.append(None)
+            reasons.append(f"{name}: {exc}")
+    return LeanForms(exported[0], exported[1], "; ".join(reasons) or None)
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -115,6 +148,7 @@ def load(folder: Path) -> ModelArtifacts:
     # Models packaged before the range was recorded have none to be out of.
     low, high = settings.get("level_range", [0.0, float("inf")])
     recent = pd.read_parquet(folder / RECENT_FILE)
+    lean = folder / INFERENCE_FILE
     return ModelArtifacts(
         forecaster=forecasters.load(folder / FORECASTER_FILE),
         baseline=forecasters.load(folder / BASELINE_FILE),
@@ -133,4 +167,6 @@ def load(folder: Path) -> ModelArtifacts:
             index=pd.DatetimeIndex(recent[TrafficRaw.timestamp], freq="h"),
         ),
         holidays=str(settings["holidays"]),
+        # Written by `gather` beside the forecaster it exports: the same trust as its pickle.
+        lean=pickle.loads(lean.read_bytes()) if lean.is_file() else ModelArtifacts.lean,
     )

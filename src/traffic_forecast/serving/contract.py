@@ -1,59 +1,80 @@
 """The HTTP contract: request and response models of the service (pydantic), with examples.
 
-Strict types on purpose: ``"24"``, ``24.0`` and ``true`` are not a horizon, ``NaN`` is not a
-coverage. Every violation becomes a 400 with a JSON body naming the field (`ErrorResponse`).
+Strict types on purpose: ``"24"``, ``24.5`` and ``true`` are not a horizon, ``NaN`` is not a
+coverage. ``24.0`` is 24: JSON has one number type, and JSON Schema's integer is a number
+without a fraction. Every violation becomes a 400 with a JSON body naming the field
+(`ErrorResponse`). What the schema calls valid, the service takes (schemathesis checks it).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import sys
 from typing import Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
-    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from traffic_forecast.core.config import WEEK_HOURS
+from traffic_forecast.serving.hours import HOUR_DESCRIPTION, HOUR_PATTERN, LocalHour
 
 Probability = Annotated[float, Field(gt=0.0, lt=1.0, strict=True, allow_inf_nan=False)]
-# Hours are site-local and carry no UTC offset, so they are not RFC 3339 "date-time" strings:
-# the schema says what they are instead.
-HOUR_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:00(:00)?$"
-LocalHour = Annotated[
-    datetime,
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": HOUR_PATTERN,
-            "description": "An hour, site-local time without UTC offset: YYYY-MM-DDTHH:00:00",
-            "examples": ["2025-07-01T18:00:00"],
-        }
-    ),
-]
+
+
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# The data rules read numbers as floats, which hold whole numbers exactly up to 2**53: a larger
+# count of instances would be stored as another number (past 2**63, it broke the rules: a 500).
+MAX_EXACT_INTEGER = 2**53
+FLOAT_MAX = sys.float_info.max  # a JSON number beyond it reads as infinity: the rules refuse it
+# 24.0 is the integer 24 to JSON Schema (and to the spec): strict pydantic would refuse it.
+# Bounds go before the validator, or pydantic writes them into the schema as "ge" and "le".
+Horizon = Annotated[int, Field(ge=1, le=WEEK_HOURS), BeforeValidator(_whole)]
+InstanceCount = Annotated[int, Field(le=MAX_EXACT_INTEGER), BeforeValidator(_whole)]
 MAX_EVENTS = 100  # structural cap; the packaged serving.max_events is the operative limit
 MAX_OBSERVATIONS = 100_000  # hours in one POST /observations (serving.max_ingest_bytes first)
+MIN_TARGET_UTILISATION = 0.01
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class PlannedSale(_Strict):
-    """A sale to plan in a what-if forecast: from ``start`` (inclusive) to ``end`` (exclusive)."""
+_IN_SALE_YEARS = "in the forecast window's year or one either side (the spec's pattern)"
+EXAMPLE_SALE: dict[str, Any] = {
+    "start": "2025-07-01T18:00:00",
+    "end": "2025-07-01T22:00:00",
+    "kind": "flash_sale",
+    "discount_pct": 30.0,
+}
 
-    start: LocalHour = Field(description="First hour of the sale")
-    end: LocalHour = Field(description="Hour the sale ends (exclusive)")
+
+class PlannedSale(_Strict):
+    """A sale to plan in a what-if forecast: from ``start`` (inclusive) to ``end`` (exclusive).
+
+    ``end`` must be after ``start``: a rule JSON Schema cannot state, so the description does.
+    """
+
+    start: LocalHour = Field(
+        description=f"First hour of the sale; {_IN_SALE_YEARS}", examples=[EXAMPLE_SALE["start"]]
+    )
+    end: LocalHour = Field(
+        description=f"Hour the sale ends (exclusive), after start; {_IN_SALE_YEARS}",
+        examples=[EXAMPLE_SALE["end"]],
+    )
     kind: str = Field(
         min_length=1,
         max_length=64,
         description="A sale kind the model knows",
-        examples=["flash_sale"],
+        examples=[EXAMPLE_SALE["kind"]],
     )
     discount_pct: float | None = Field(
         default=None,
@@ -61,7 +82,7 @@ class PlannedSale(_Strict):
         le=100.0,
         allow_inf_nan=False,
         description="Discount in percent; default: the median of past sales of that kind",
-        examples=[30.0],
+        examples=[EXAMPLE_SALE["discount_pct"]],
     )
 
     @model_validator(mode="after")
@@ -81,10 +102,8 @@ class PlannedSale(_Strict):
 class ForecastRequest(_Strict):
     """``POST /forecast``: how far ahead, the interval wanted, and planned sales (what-if)."""
 
-    horizon: int | None = Field(
+    horizon: Horizon | None = Field(
         default=None,
-        ge=1,
-        le=WEEK_HOURS,
         description="Hours ahead, 1 to 168; default: serving.default_horizon (24)",
         examples=[24],
     )
@@ -103,12 +122,17 @@ class ForecastRequest(_Strict):
 class CapacityRequest(ForecastRequest):
     """``POST /capacity``: the forecast's request, and the CPU level to size the fleet for."""
 
+    # At least 1 % CPU, as the schema says: below it a fleet is no plan, and the service refused
+    # such a target (1e-18 sized more instances than int64 holds) though the schema took it.
+    # At 1 %, a forecast this model cannot make could still need more than a million instances
+    # an hour: that is refused saying so (the one refusal here the schema cannot foretell).
     target_utilisation: float | None = Field(
         default=None,
-        gt=0.0,
+        ge=MIN_TARGET_UTILISATION,
         le=1.0,
         allow_inf_nan=False,
-        description="Size the fleet so that CPU stays at this level; default: the packaged one",
+        description="Size the fleet so that CPU stays at this level (0.01 to 1); "
+        "default: the packaged one",
         examples=[0.6],
     )
 
@@ -163,17 +187,39 @@ class CapacityResponse(_Answer):
 class ObservedHour(_Strict):
     """One observed hour: its traffic, and optionally how the infrastructure performed."""
 
+    # Loose here, and not strict about NaN: the pipeline's own data rules refuse a bad hour or
+    # value naming its row and check. The schema states what those rules take (a client reads
+    # the spec), with two more the spec's words say: each hour once per batch, none after now
+    # (give or take serving.max_future_hours).
     timestamp: str = Field(
         pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$",
-        description="The hour, site-local time without UTC offset: YYYY-MM-DDTHH:00:00",
+        description=f"{HOUR_DESCRIPTION}; not in the future, each hour once in a batch",
         examples=["2025-07-01T18:00:00"],
+        json_schema_extra={"pattern": HOUR_PATTERN},
     )
-    # Not strict about NaN here: the pipeline's own data rules refuse it, naming the row.
-    sessions: float = Field(description="Sessions in that hour (>= 0)", examples=[1250000.0])
-    instances: int | None = Field(default=None, description="Instances deployed (>= 1)")
-    cpu_utilization: float | None = Field(default=None, description="Mean CPU, 0 to 1")
-    p95_latency_ms: float | None = Field(default=None, description="95th percentile latency")
-    error_rate: float | None = Field(default=None, description="Share of failed requests")
+    sessions: float = Field(
+        description="Sessions in that hour (>= 0)",
+        examples=[1250000.0],
+        json_schema_extra={"minimum": 0, "maximum": FLOAT_MAX},
+    )
+    instances: InstanceCount | None = Field(
+        default=None,
+        description="Instances deployed (>= 1)",
+        json_schema_extra={"minimum": 1},
+    )
+    cpu_utilization: float | None = Field(
+        default=None, description="Mean CPU, 0 to 1", json_schema_extra={"minimum": 0, "maximum": 1}
+    )
+    p95_latency_ms: float | None = Field(
+        default=None,
+        description="95th percentile latency (> 0)",
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": FLOAT_MAX},
+    )
+    error_rate: float | None = Field(
+        default=None,
+        description="Share of failed requests, 0 to 1",
+        json_schema_extra={"minimum": 0, "maximum": 1},
+    )
 
 
 class ObservationsRequest(_Strict):

@@ -2,18 +2,20 @@
 
 An engine is one state of the model: what it has been told up to its last observed hour. The
 default scenario (the packaged sale calendar) is forecast once, when the engine is made; a
-request slices it and scales its interval. A what-if (planned sale events) rebuilds the sale
-features of the horizon and runs the model again, which takes tens of ms. New actuals make a
-new engine (`advanced`): the model's state moves forward without a refit, and the old engine
-keeps answering until the new one replaces it whole.
+request slices it and puts an interval of any coverage around it. A what-if (planned sale
+events) rebuilds the sale features of the horizon and forecasts again the hours they change.
+New actuals make a new engine (`advanced`): the model's state moves forward without a refit,
+and the old engine keeps answering until the new one replaces it whole.
+
+The model runs in its lean form (`traffic_forecast.forecasting.inference`) when the package
+has one that agrees with sktime's own forecast; otherwise through sktime, which is slower
+(``inference`` says which, and why).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -23,13 +25,25 @@ from sktime.forecasting.base import ForecastingHorizon
 
 from traffic_forecast.core.config import WEEK_HOURS
 from traffic_forecast.data.schemas import SaleEventsRaw
-from traffic_forecast.forecasting.features import features_after, sale_features
-from traffic_forecast.forecasting.forecasters import exogenous, running_sktime
+from traffic_forecast.forecasting.export import days_since_epoch
+from traffic_forecast.forecasting.features import (
+    SaleCalendar,
+    features_after,
+    sale_column_names,
+    sale_columns,
+)
+from traffic_forecast.forecasting.forecasters import exogenous, one_openmp_thread, running_sktime
+from traffic_forecast.forecasting.inference import LeanForecaster
 from traffic_forecast.forecasting.intervals import from_grid
 from traffic_forecast.serving.artifacts import ModelArtifacts
 
 FloatArray = npt.NDArray[np.float64]
 NATIVE = "native"
+LEAN, SKTIME = "lean", "sktime"
+# The lean form serves only if it forecasts what sktime does, to this relative difference.
+LEAN_TOLERANCE = 1e-9
+# Native intervals: sktime's quantiles at these levels, once per state; any coverage between.
+NATIVE_LEVELS = np.linspace(0.005, 0.995, 199)
 
 
 class SelfCheckError(Exception):
@@ -38,11 +52,16 @@ class SelfCheckError(Exception):
 
 @dataclass(frozen=True)
 class ModelState:
-    """What the model has been told: fitted forecasters updated up to the last observed hour."""
+    """What the model has been told: model and fallback up to the last observed hour.
+
+    Each is a `LeanForecaster` or a fitted sktime forecaster (`packaged_state` chooses).
+    """
 
     forecaster: Any
     baseline: Any
     recent: pd.Series  # the target's last week up to the last observed hour, hourly index
+    inference: str = SKTIME  # LEAN when the model runs in its lean form
+    why_not_lean: str | None = None
 
     @property
     def last_observed(self) -> pd.Timestamp:
@@ -82,31 +101,95 @@ def _bounded(values: Any) -> FloatArray:
     return bounded
 
 
+def _disagreement(lean: FloatArray, reference: FloatArray) -> float:
+    """The largest relative difference between two forecasts (inf where one is not finite)."""
+    if lean.shape != reference.shape or not np.isfinite(lean).all():
+        return float("inf")
+    scale = np.maximum(np.abs(reference), 1.0)
+    return float(np.max(np.abs(lean - reference) / scale, initial=0.0))
+
+
+def packaged_state(artifacts: ModelArtifacts) -> ModelState:
+    """The packaged model's state: lean where its lean form agrees with sktime's forecast."""
+    forms = artifacts.lean
+    stamps = pd.date_range(
+        artifacts.recent.index[-1] + pd.Timedelta(hours=1), periods=len(artifacts.future), freq="h"
+    )
+    fh = ForecastingHorizon(stamps, is_relative=False)
+    columns = list(artifacts.card.get("exogenous_columns", []))
+    X = exogenous(artifacts.future, columns) if artifacts.card.get("uses_exog") else None
+    days = days_since_epoch(stamps)
+    chosen, reasons = [], [forms.not_exported] if forms.not_exported else []
+    for name, lean, fitted, features in (
+        ("model", forms.forecaster, artifacts.forecaster, X),
+        ("fallback", forms.baseline, artifacts.baseline, None),
+    ):
+        if lean is None:
+            chosen.append(fitted)
+            continue
+        with running_sktime(libraries_loaded=True):
+            reference = np.asarray(fitted.predict(fh, X=features), dtype=float).ravel()
+            try:
+                mine = lean.predict(days, None if features is None else features.to_numpy())
+            except ValueError:  # packaged with other features than the card lists
+                mine = np.full(len(days), np.nan)
+        difference = _disagreement(mine, reference)
+        if difference <= LEAN_TOLERANCE:
+            chosen.append(lean)
+        else:
+            chosen.append(fitted)
+            reasons.append(f"the {name}'s lean form differs from sktime by {difference:.1e}")
+    inference = LEAN if isinstance(chosen[0], LeanForecaster) else SKTIME
+    return ModelState(chosen[0], chosen[1], artifacts.recent, inference, "; ".join(reasons) or None)
+
+
 class ForecastEngine:
     """The packaged model's forecasts: precomputed default, what-ifs, the fallback."""
 
     def __init__(self, artifacts: ModelArtifacts, state: ModelState | None = None) -> None:
         self.artifacts = artifacts
-        self.state = state or ModelState(artifacts.forecaster, artifacts.baseline, artifacts.recent)
+        self.state = state or packaged_state(artifacts)
         self.last_observed = self.state.last_observed
         self.origin = self.last_observed + pd.Timedelta(hours=1)
         self.timestamps = pd.date_range(self.origin, periods=len(artifacts.future), freq="h")
+        self.hour_labels = [stamp.isoformat() for stamp in self.timestamps]  # for JSON answers
         self.uses_exog = bool(artifacts.card.get("uses_exog"))
         self.columns: list[str] = list(artifacts.card.get("exogenous_columns", []))
         self._native = artifacts.intervals.get("method") == NATIVE
         self._model_grid: list[float] = artifacts.intervals.get("log_residual_quantiles", [])
         self._baseline_grid: list[float] = artifacts.intervals["baseline_log_residual_quantiles"]
         self._fh = ForecastingHorizon(self.timestamps, is_relative=False)
+        self._days = days_since_epoch(self.timestamps)
+        self._hours = self.timestamps.to_numpy(dtype="datetime64[ns]")
         self.future = self._features(self.timestamps, self.state.recent)  # FutureFeatures
-        self._model_point = self._predict(self.future)
+        self._X = exogenous(self.future, self.columns).to_numpy() if self.uses_exog else None
+        sale_names = set(sale_column_names(artifacts.sale_kinds))
+        self._sale_columns = [(i, c) for i, c in enumerate(self.columns) if c in sale_names]
+        self._discounts = _typical_discounts(artifacts.sale_events)
+        self._calendar = SaleCalendar.of(artifacts.sale_events).touching(
+            self._hours[0], self._hours[-1]
+        )
+        lean = self.state.forecaster
+        self._residuals = lean.residuals(self.max_horizon) if self.is_lean else None
+        self._model_point = self._predict(self._X, self.future)
         self._baseline_point = self._predict_baseline()
-        self._interval = lru_cache(maxsize=32)(self._default_interval)
+        self._native_quantiles = self._quantiles() if self._native else None
         self.check()
 
     @property
     def max_horizon(self) -> int:
         """How many hours ahead the model forecasts (``features.horizon``)."""
         return len(self.timestamps)
+
+    @property
+    def is_lean(self) -> bool:
+        """Whether the model runs in its lean form (else through sktime)."""
+        return isinstance(self.state.forecaster, LeanForecaster)
+
+    @property
+    def inference(self) -> dict[str, Any]:
+        """How the model forecasts, for ``/metadata``: lean or sktime, and why not lean."""
+        return {"path": self.state.inference, "why_not_lean": self.state.why_not_lean}
 
     def advanced(self, actuals: pd.Series) -> ForecastEngine:
         """A new engine: this one's model told ``actuals``, the hours after its last observed.
@@ -120,15 +203,16 @@ class ForecastEngine:
             raise ValueError(f"actuals must be consecutive hours from {self.origin}")
         y = pd.Series(actuals.to_numpy(dtype=float), index=expected, name="y")
         observed = pd.concat([self.state.recent, y])
-        forecaster = copy.deepcopy(self.state.forecaster)
-        baseline = copy.deepcopy(self.state.baseline)
         X = None
         if self.uses_exog:
             X = exogenous(self._features(expected, observed), self.columns)
-        with running_sktime(libraries_loaded=True):
-            forecaster.update(y, X=X, update_params=False)
-            baseline.update(y, update_params=False)
-        state = ModelState(forecaster, baseline, observed.iloc[-WEEK_HOURS:])
+        state = ModelState(
+            _told(self.state.forecaster, y, X),
+            _told(self.state.baseline, y, None),
+            observed.iloc[-WEEK_HOURS:],
+            self.state.inference,
+            self.state.why_not_lean,
+        )
         return ForecastEngine(self.artifacts, state)
 
     def _features(self, stamps: pd.DatetimeIndex, observed: pd.Series) -> pd.DataFrame:
@@ -137,101 +221,198 @@ class ForecastEngine:
             stamps, observed, artifacts.sale_events, artifacts.sale_kinds, artifacts.holidays
         )
 
-    def _predict(self, future: pd.DataFrame) -> FloatArray:
-        X = exogenous(future, self.columns) if self.uses_exog else None
+    def _predict(self, X: FloatArray | None, future: pd.DataFrame) -> FloatArray:
+        model = self.state.forecaster
+        if isinstance(model, LeanForecaster):
+            assert self._residuals is not None
+            with one_openmp_thread():
+                return _bounded(model.restore(self._residuals, self._days, X))
+        frame = exogenous(future, self.columns) if self.uses_exog else None
         with running_sktime(libraries_loaded=True):
-            return _bounded(self.state.forecaster.predict(self._fh, X=X).to_numpy())
+            return _bounded(np.asarray(model.predict(self._fh, X=frame), dtype=float).ravel())
 
     def _predict_baseline(self) -> FloatArray:
+        baseline = self.state.baseline
+        if isinstance(baseline, LeanForecaster):
+            return _bounded(baseline.predict(self._days, None))
         with running_sktime(libraries_loaded=True):
-            return _bounded(self.state.baseline.predict(self._fh).to_numpy())
+            return _bounded(np.asarray(baseline.predict(self._fh), dtype=float).ravel())
+
+    def _quantiles(self) -> FloatArray:
+        """The native quantiles at `NATIVE_LEVELS`, an hour per row (the sktime path)."""
+        frame = exogenous(self.future, self.columns) if self.uses_exog else None
+        with running_sktime(libraries_loaded=True):
+            table = self.state.forecaster.predict_quantiles(
+                self._fh, X=frame, alpha=list(NATIVE_LEVELS)
+            )
+        quantiles: FloatArray = np.sort(_bounded(table.to_numpy()), axis=1)
+        return quantiles
 
     def check(self) -> None:
         """Raise `SelfCheckError` unless both forecasts are whole, finite and non-negative."""
         for name, values in (("model", self._model_point), ("fallback", self._baseline_point)):
             if len(values) != self.max_horizon or not np.isfinite(values).all():
                 raise SelfCheckError(f"the {name} forecast is not {self.max_horizon} finite hours")
-        for coverage in (self.artifacts.serving.default_coverage,):
-            lower, upper = self._interval(coverage)
-            if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
-                raise SelfCheckError(f"the {coverage:.0%} interval is not finite")
+        coverage = self.artifacts.serving.default_coverage
+        lower, upper = self._model_band(self._model_point, coverage)
+        if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+            raise SelfCheckError(f"the {coverage:.0%} interval is not finite")
 
-    def _band(self, point: FloatArray, grid: list[float], coverage: float) -> tuple[Any, Any]:
-        calibration = from_grid(grid, coverage)
-        return _bounded(point * math.exp(calibration.low)), point * math.exp(calibration.high)
-
-    def _model_interval(self, point: FloatArray, future: pd.DataFrame, coverage: float) -> Any:
-        if not self._native:
-            return self._band(point, self._model_grid, coverage)
-        X = exogenous(future, self.columns) if self.uses_exog else None
-        with running_sktime(libraries_loaded=True):
-            band = self.state.forecaster.predict_interval(self._fh, X=X, coverage=coverage)
-        return _bounded(band.iloc[:, 0].to_numpy()), _bounded(band.iloc[:, 1].to_numpy())
-
-    def _default_interval(self, coverage: float) -> tuple[FloatArray, FloatArray]:
-        lower, upper = self._model_interval(self._model_point, self.future, coverage)
-        return np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    def _model_band(self, point: FloatArray, coverage: float) -> tuple[FloatArray, FloatArray]:
+        if self._native_quantiles is not None:
+            tail = (1.0 - coverage) / 2
+            return _wrapping(
+                point,
+                _at_level(self._native_quantiles, tail),
+                _at_level(self._native_quantiles, 1.0 - tail),
+            )
+        return _conformal(point, self._model_grid, coverage)
 
     def default(self, horizon: int, coverage: float) -> Forecast:
-        """The default scenario's first ``horizon`` hours, from memory."""
-        return self._sliced(self._model_point, self._interval(coverage), horizon, coverage)
+        """The default scenario's first ``horizon`` hours at any ``coverage``, from memory."""
+        point = self._model_point[:horizon]
+        return self._answer(point, self._model_band(point, coverage), coverage)
 
     def fallback(self, horizon: int, coverage: float, reason: str) -> Forecast:
         """Seasonal naive (same hour last week), with intervals from its own backtest residuals."""
-        band = self._band(self._baseline_point, self._baseline_grid, coverage)
-        return self._sliced(self._baseline_point, band, horizon, coverage, reason)
+        point = self._baseline_point[:horizon]
+        band = _conformal(point, self._baseline_grid, coverage)
+        return self._answer(point, band, coverage, reason)
 
     def what_if(self, events: list[PlannedEvent], horizon: int, coverage: float) -> Forecast:
-        """The forecast if ``events`` were added to the sale calendar (slow: runs the model)."""
+        """The forecast if ``events`` were added to the sale calendar.
+
+        Lean: only the hours whose features the events change are forecast again, in one
+        ``predict`` of the regressor (the rest of the model does not depend on features).
+        """
         if not self.uses_exog:
             return self.default(horizon, coverage)  # a model without sale features ignores them
-        future = self.scenario(events)
-        point = self._predict(future)
-        return self._sliced(point, self._model_interval(point, future, coverage), horizon, coverage)
+        assert self._X is not None
+        X = self._scenario_matrix(events)
+        if self._residuals is not None:
+            changed = np.flatnonzero((X[:horizon] != self._X[:horizon]).any(axis=1))
+            point = self._model_point[:horizon].copy()
+            if len(changed):
+                model: LeanForecaster = self.state.forecaster
+                with one_openmp_thread():
+                    point[changed] = _bounded(
+                        model.restore(self._residuals[changed], self._days[changed], X[changed])
+                    )
+            return self._answer(point, self._model_band(point, coverage), coverage)
+        return self._sktime_what_if(X, horizon, coverage)
 
-    def scenario(self, events: list[PlannedEvent]) -> pd.DataFrame:
-        """The horizon's features with ``events`` added to the packaged sale calendar."""
-        known = self.artifacts.sale_events
-        planned = pd.DataFrame(
-            {
-                SaleEventsRaw.start: [e.start for e in events],
-                SaleEventsRaw.end: [e.end for e in events],
-                SaleEventsRaw.kind: [e.kind for e in events],
-                SaleEventsRaw.discount_pct: [
+    def _sktime_what_if(self, X: FloatArray, horizon: int, coverage: float) -> Forecast:
+        frame = pd.DataFrame(X, index=self.timestamps, columns=self.columns)
+        with running_sktime(libraries_loaded=True):
+            point = _bounded(self.state.forecaster.predict(self._fh, X=frame).to_numpy())
+            if self._native:  # quantiles of this scenario, not of the default one
+                band = self.state.forecaster.predict_interval(self._fh, X=frame, coverage=coverage)
+                low, high = band.iloc[:, 0].to_numpy(), band.iloc[:, 1].to_numpy()
+                return self._answer(point[:horizon], _wrapping(point, low, high), coverage)
+        point = point[:horizon]
+        return self._answer(point, self._model_band(point, coverage), coverage)
+
+    def _scenario_sales(self, events: list[PlannedEvent]) -> dict[str, Any]:
+        """The horizon's sale features with ``events`` added to the packaged calendar."""
+        planned = SaleCalendar(
+            np.array([e.start.to_datetime64() for e in events], dtype="datetime64[ns]"),
+            np.array([e.end.to_datetime64() for e in events], dtype="datetime64[ns]"),
+            np.array([e.kind for e in events], dtype=str),
+            np.array(
+                [
                     self.typical_discount(e.kind) if e.discount_pct is None else e.discount_pct
                     for e in events
                 ],
-            }
+                dtype=float,
+            ),
         )
-        calendar = planned if known is None else pd.concat([known[planned.columns], planned])
-        sales = sale_features(self.timestamps, calendar, self.artifacts.sale_kinds)
+        return sale_columns(self._hours, self._calendar.plus(planned), self.artifacts.sale_kinds)
+
+    def _scenario_matrix(self, events: list[PlannedEvent]) -> FloatArray:
+        """The model's features of the horizon (its column order) in the scenario."""
+        assert self._X is not None
+        sales = self._scenario_sales(events)
+        X = self._X.copy()
+        for i, name in self._sale_columns:
+            X[:, i] = sales[name]
+        return X
+
+    def scenario(self, events: list[PlannedEvent]) -> pd.DataFrame:
+        """The horizon's features with ``events`` added to the packaged sale calendar."""
         future = self.future.copy()
-        future[list(sales.columns)] = sales.to_numpy()
+        for name, values in self._scenario_sales(events).items():
+            future[name] = values
         return future
 
     def typical_discount(self, kind: str) -> float:
         """The median discount of past sales of ``kind`` (of all sales if none; 0 without any)."""
-        known = self.artifacts.sale_events
-        if known is None or known.empty:
-            return 0.0
-        same = known[known[SaleEventsRaw.kind] == kind]
-        return float((same if len(same) else known)[SaleEventsRaw.discount_pct].median())
+        return self._discounts.get(kind, self._discounts[""])
 
-    def _sliced(
+    def _answer(
         self,
         point: FloatArray,
         band: tuple[FloatArray, FloatArray],
-        horizon: int,
         coverage: float,
         reason: str | None = None,
     ) -> Forecast:
         lower, upper = band
+        hours = len(point)
         return Forecast(
-            self.timestamps[:horizon],
-            point[:horizon],
-            lower[:horizon],
-            upper[:horizon],
+            self.timestamps[:hours],
+            point,
+            lower[:hours],
+            upper[:hours],
             coverage,
             fallback=reason is not None,
             reason=reason,
         )
+
+
+def _typical_discounts(events: pd.DataFrame | None) -> dict[str, float]:
+    """Median discount per sale kind, and of all sales under ``""`` (0 without any)."""
+    if events is None or events.empty:
+        return {"": 0.0}
+    discounts = events[SaleEventsRaw.discount_pct].astype(float)
+    by_kind = discounts.groupby(events[SaleEventsRaw.kind]).median()
+    return {**{str(k): float(v) for k, v in by_kind.items()}, "": float(discounts.median())}
+
+
+def _told(model: Any, y: pd.Series, X: pd.DataFrame | None) -> Any:
+    """``model`` having seen ``y`` (and the hours' features ``X``), its parameters kept."""
+    if isinstance(model, LeanForecaster):
+        features = X.to_numpy() if X is not None and model.uses_features else None
+        with one_openmp_thread():
+            return model.advanced(
+                y.to_numpy(), days_since_epoch(pd.DatetimeIndex(y.index)), features
+            )
+    moved = copy.deepcopy(model)
+    with running_sktime(libraries_loaded=True):
+        moved.update(y, X=X, update_params=False)
+    return moved
+
+
+def _conformal(point: FloatArray, grid: list[float], coverage: float) -> tuple[Any, Any]:
+    calibration = from_grid(grid, coverage)
+    return _wrapping(point, point * np.exp(calibration.low), point * np.exp(calibration.high))
+
+
+def _wrapping(
+    point: FloatArray, lower: FloatArray, upper: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """The interval, widened where needed to hold the point forecast.
+
+    The residual quantiles need not straddle zero: a model that over-forecasts more often
+    than not has a 50 % interval wholly below its point forecast. An interval that does not
+    hold its own forecast reads as a contradiction; widening it only raises its coverage.
+    """
+    n = len(point)
+    return _bounded(np.minimum(lower[:n], point)), np.maximum(upper[:n], point)
+
+
+def _at_level(quantiles: FloatArray, level: float) -> FloatArray:
+    """Each hour's quantile at ``level``, linear between `NATIVE_LEVELS` (clamped to them)."""
+    position = float(np.interp(level, NATIVE_LEVELS, np.arange(len(NATIVE_LEVELS))))
+    below = int(min(position, len(NATIVE_LEVELS) - 2))
+    weight = position - below
+    at: FloatArray = quantiles[:, below] * (1.0 - weight) + quantiles[:, below + 1] * weight
+    return at

@@ -2,21 +2,21 @@
 
 BentoML parses any body as JSON whatever its Content-Type, treats an empty body as ``{}`` and
 reads bodies of any size; this answers those cases first, each with a 4xx and a JSON reason.
-It also puts the model version on every response (blue/green checks the switch by it) and
-counts requests by outcome. Pure ASGI, so it adds microseconds, not a framework, per request.
+It also puts the model version on every response (blue/green checks the switch by it), counts
+requests by outcome, and answers a method a route does not take with a JSON 405 and its
+``Allow`` header (Starlette's is text). Pure ASGI: it adds microseconds, not a framework, per
+request.
 
-The fast path: a request for the default scenario (no planned sales) has an answer that only
-a new model changes. The service keeps its JSON and the guard sends it, past BentoML's
-routing, input and output handling, which cost about four times the service's own work per
-request (README, Benchmarks). The service validates the body with the API's own request model
-and accounts for the answer as the API would; anything else (a what-if, an invalid request)
-goes on to the API as before.
+The fast path: the service answers ``POST /forecast`` and ``/capacity`` itself (`Reply`), past
+BentoML's routing, input and output handling, which cost more than the forecast (README,
+Benchmarks). It validates the body with the API's own request model and words refusals as
+BentoML does; with ``serving.fast_path`` off, requests go on to BentoML's API instead.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,11 +43,20 @@ class ServiceState(Protocol):
     def count(self, endpoint: str, status: int) -> None:
         """Count one answered request."""
 
-    def fast_answer(self, path: str, body: bytes) -> bytes | None:
-        """The JSON answer to ``body`` when it is the default scenario's (logged), else None."""
+    async def respond(self, path: str, body: bytes) -> Reply | None:
+        """The whole answer to a POST of ``body`` to an API path, or None: the API answers."""
 
     def not_ready(self) -> str | None:
         """Why ``/readyz`` fails, or None."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer the service made for the guard to send: status, JSON body, extra headers."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,24 +133,48 @@ async def send_json(send: Send, status: int, payload: dict[str, Any], version: s
     await send_body(send, status, json.dumps(payload).encode(), version)
 
 
-async def send_body(send: Send, status: int, body: bytes, version: str) -> None:
-    """Send ``body``, JSON already."""
+async def send_body(
+    send: Send,
+    status: int,
+    body: bytes,
+    version: str,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Send ``body``, JSON already (with ``extra`` headers)."""
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (VERSION_HEADER.encode(), version.encode()),
+        *extra,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_method_not_allowed(
+    send: Send, method: str, path: str, allowed: tuple[str, ...], version: str
+) -> None:
+    """405, in JSON like every other refusal, with the ``Allow`` header RFC 9110 asks for."""
+    methods = ", ".join(allowed)
+    body = json.dumps({"error": f"{method} {path}: this path takes {methods}"}).encode()
+    await send_body(send, 405, body, version, ((b"allow", methods.encode()),))
+
+
 class HttpGuard:
-    """The middleware. ``api_paths`` are the POST routes guarded; every response is stamped."""
+    """The middleware. ``api_paths`` are the POST routes guarded; every response is stamped.
+
+    ``routes`` names the methods of other routes whose wrong methods get the JSON 405 too.
+    """
 
     def __init__(
-        self, app: ASGIApp, api_paths: frozenset[str], state: Callable[[], ServiceState | None]
+        self,
+        app: ASGIApp,
+        api_paths: frozenset[str],
+        state: Callable[[], ServiceState | None],
+        routes: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.app, self.api_paths, self.state = app, api_paths, state
+        self.methods = dict.fromkeys(api_paths, ("POST",)) | dict(routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer refusals here; pass the rest on, stamping and counting the response."""
@@ -150,6 +183,12 @@ class HttpGuard:
             await self.app(scope, receive, send)
             return
         path, version = scope["path"], state.version
+        allowed = self.methods.get(path)
+        if allowed is not None and scope["method"] not in allowed:
+            if path in self.api_paths:
+                state.count(path, 405)
+            await send_method_not_allowed(send, scope["method"], path, allowed, version)
+            return
         if path == READINESS_PATH:  # BentoML answers 503 with no reason: say why
             reason = state.not_ready()
             if reason is not None:
@@ -167,10 +206,10 @@ class HttpGuard:
             if refusal is not None:
                 await self._refuse(send, state, path, refusal.status, refusal.error)
                 return
-            answer = state.fast_answer(path, body)
-            if answer is not None:
-                state.count(path, 200)
-                await send_body(send, 200, answer, version)
+            reply = await state.respond(path, body)
+            if reply is not None:
+                state.count(path, reply.status)
+                await send_body(send, reply.status, reply.body, version, reply.headers)
                 return
             receive = replay(body, receive)
         stamp = (VERSION_HEADER.encode(), version.encode())

@@ -1,30 +1,44 @@
 """The OpenAPI spec as the service really answers, and the GET routes beside the API.
 
 BentoML documents 400, 404 and 500 for every API with its own error model. The service answers
-400 (invalid request), 413 (body too large), 415 (not JSON), 503 (not ready, or no capacity
-data) and 504 (BentoML's request timeout), each with `ErrorResponse`, and never 404 or 500 on
-purpose; the spec here says so, and documents ``GET /metadata`` and ``POST /observations``.
+400 (invalid request), 405 (another method), 413 (body too large), 415 (not JSON), 503 (not
+ready, or no capacity data) and 504 (BentoML's request timeout), each with `ErrorResponse`, and
+never 404 or 500 on purpose; the spec here says so, and documents ``GET /metadata`` and
+``POST /observations``.
+
+The spec also says what the served model and the clock take (`Served`): its sale kinds, its
+horizon, the packaged limit of planned sales, the years a sale and an observed hour may name.
+A request the spec calls valid is answered, not refused: schemathesis checks exactly that.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from traffic_forecast.core.config import WEEK_HOURS, ServingConfig
 from traffic_forecast.serving.contract import (
     EXAMPLE_OBSERVATIONS,
+    EXAMPLE_SALE,
+    MAX_EVENTS,
     ErrorResponse,
     ObservationsRequest,
     ObservationsResponse,
 )
+from traffic_forecast.serving.hours import FIRST_YEAR, LAST_YEAR, hour_pattern, sale_years
 from traffic_forecast.serving.ingest import IngestTarget, observations_view
+
+if TYPE_CHECKING:
+    from traffic_forecast.serving.engine import ForecastEngine
 
 ERRORS = {
     "400": "Invalid request: the body is not valid JSON, or a field is wrong (see detail)",
@@ -34,6 +48,22 @@ ERRORS = {
     "504": "The request took longer than the service's timeout",
 }
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+METADATA, OBSERVATIONS = "/metadata", "/observations"
+# The methods of the routes mounted here: any other gets the guard's JSON 405.
+ROUTE_METHODS = {METADATA: ("GET", "HEAD"), OBSERVATIONS: ("POST",)}
+METHOD_NOT_ALLOWED = {
+    "description": "A method this path does not take: the Allow header lists those it does",
+    "headers": {
+        "Allow": {
+            "description": "The methods the path takes",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    "content": {"application/json": {"schema": ERROR_REF}},
+}
+# OpenAPI documents responses per operation only: each operation of a path refers to this one.
+METHOD_NOT_ALLOWED_REF = {"$ref": "#/components/responses/MethodNotAllowed"}
 METADATA_PATH = {
     "get": {
         "summary": "Lineage of the model being served",
@@ -46,6 +76,7 @@ METADATA_PATH = {
                 "description": "The model card and its metrics",
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
+            "405": METHOD_NOT_ALLOWED_REF,
             "503": {
                 "description": "The service is not built yet",
                 "content": {"application/json": {"schema": ERROR_REF}},
@@ -78,6 +109,7 @@ def _observations_path(schema_of: Callable[[type[BaseModel]], dict[str, Any]]) -
             "description": description,
             "content": {"application/json": {"schema": ERROR_REF}},
         }
+    responses["405"] = METHOD_NOT_ALLOWED_REF
     return {
         "post": {
             "summary": "Store observed hours (live actuals): the forecast moves on with them",
@@ -98,28 +130,99 @@ def _observations_path(schema_of: Callable[[type[BaseModel]], dict[str, Any]]) -
     }
 
 
-def documented(spec: dict[str, Any], contract: Contract, sale_kinds: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Served:
+    """What the served model and the clock take, beyond the contract's own bounds."""
+
+    sale_kinds: tuple[str, ...] = ()
+    max_horizon: int = WEEK_HOURS
+    max_events: int = MAX_EVENTS
+    sale_years: tuple[int, int] = (FIRST_YEAR, LAST_YEAR)
+    last_observable_year: int = LAST_YEAR  # an hour after now is not observed yet
+
+
+def served(engine: ForecastEngine | None, serving: ServingConfig, now: pd.Timestamp) -> Served:
+    """What ``engine`` (None: not ready) and ``serving`` take at ``now`` (site-local)."""
+    latest = now + pd.Timedelta(hours=serving.max_future_hours)
+    observable = min(latest.year, LAST_YEAR)
+    if engine is None:
+        return Served(max_events=serving.max_events, last_observable_year=observable)
+    return Served(
+        sale_kinds=tuple(engine.artifacts.sale_kinds),
+        max_horizon=engine.max_horizon,
+        max_events=serving.max_events,
+        sale_years=sale_years(engine.origin, engine.timestamps[-1]),
+        last_observable_year=observable,
+    )
+
+
+def _example_sale(year: int, kind: str) -> dict[str, Any]:
+    """The contract's example sale, moved to ``year`` (one the service takes)."""
+    return {
+        **EXAMPLE_SALE,
+        "start": f"{year:04d}{EXAMPLE_SALE['start'][4:]}",
+        "end": f"{year:04d}{EXAMPLE_SALE['end'][4:]}",
+        "kind": kind,
+    }
+
+
+def _what_the_model_takes(
+    schemas: dict[str, Any], requests: list[dict[str, Any]], takes: Served
+) -> None:
+    """Narrow the request schemas to what the served model and the clock take."""
+    for request in requests:
+        properties = request["properties"]
+        properties["events"]["maxItems"] = takes.max_events
+        properties["horizon"]["anyOf"][0]["maximum"] = takes.max_horizon
+    sale = schemas.get("PlannedSale")
+    if sale is not None:
+        first, last = takes.sale_years
+        kinds = list(takes.sale_kinds) or [EXAMPLE_SALE["kind"]]
+        year = min(max(int(EXAMPLE_SALE["start"][:4]), first), last)
+        example = _example_sale(year, kinds[0])
+        for name in ("start", "end"):
+            field = sale["properties"][name]
+            field["pattern"] = hour_pattern(first, last)
+            field["examples"] = [example[name]]
+        if takes.sale_kinds:
+            sale["properties"]["kind"]["enum"] = kinds
+        sale["properties"]["kind"]["examples"] = [example["kind"]]
+        # Here, not in the pydantic model: BentoML's own spec cannot hold a model's examples.
+        sale["examples"] = [example]
+    observed = schemas.get("ObservedHour")
+    if observed is not None:
+        stamp = observed["properties"]["timestamp"]
+        stamp["pattern"] = hour_pattern(FIRST_YEAR, takes.last_observable_year)
+
+
+def documented(spec: dict[str, Any], contract: Contract, takes: Served) -> dict[str, Any]:
     """BentoML's spec with the API's own schemas and real error responses, and ``/metadata``.
 
     The request and response schemas are the pydantic models' own: BentoML's copies drop
-    ``null`` from optional fields, so its spec refuses the ``null`` the API accepts. The sale
-    kinds the served model knows are listed, so clients and fuzzers can see them.
+    ``null`` from optional fields, so its spec refuses the ``null`` the API accepts. What the
+    served model ``takes`` is stated, so clients and fuzzers can see it (its sale kinds, too).
     """
     fixed = copy.deepcopy(spec)
     # BentoML labels the spec 3.0.2 but embeds pydantic's JSON Schema 2020-12 (numeric
     # exclusiveMaximum, type null), which is what OpenAPI 3.1 uses: say so, and validators agree.
     fixed["openapi"] = "3.1.0"
-    schemas = fixed.setdefault("components", {}).setdefault("schemas", {})
+    components = fixed.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     schemas["ErrorResponse"] = ErrorResponse.model_json_schema()
+    components.setdefault("responses", {})["MethodNotAllowed"] = METHOD_NOT_ALLOWED
 
     def schema_of(model: type[BaseModel]) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         return schema
 
+    requests = []
     for path, (request, response) in contract.items():
         operation = fixed["paths"][path]["post"]
-        operation["requestBody"]["content"]["application/json"]["schema"] = schema_of(request)
+        body = operation["requestBody"]
+        body["required"] = True  # an empty body is refused (400): send {} for the defaults
+        schema = body["content"]["application/json"]["schema"] = schema_of(request)
+        requests.append(schema)
         ok_body = {"application/json": {"schema": schema_of(response)}}
         responses: dict[str, Any] = {
             "200": {"description": "Successful Response", "content": ok_body}
@@ -129,12 +232,12 @@ def documented(spec: dict[str, Any], contract: Contract, sale_kinds: list[str]) 
                 "description": description,
                 "content": {"application/json": {"schema": ERROR_REF}},
             }
+        responses["405"] = METHOD_NOT_ALLOWED_REF
         operation["responses"] = responses
-    if sale_kinds and "PlannedSale" in schemas:
-        schemas["PlannedSale"]["properties"]["kind"]["enum"] = sale_kinds
-    fixed["paths"]["/metadata"] = METADATA_PATH
-    fixed["paths"]["/observations"] = _observations_path(schema_of)
-    fixed["components"].setdefault("securitySchemes", {})["IngestToken"] = {
+    fixed["paths"][METADATA] = METADATA_PATH
+    fixed["paths"][OBSERVATIONS] = _observations_path(schema_of)
+    _what_the_model_takes(schemas, requests, takes)
+    components.setdefault("securitySchemes", {})["IngestToken"] = {
         "type": "http",
         "scheme": "bearer",
         "description": "The service's TRAFFIC_FORECAST_INGEST_TOKEN",
@@ -163,9 +266,9 @@ def routes_app(
 
     return Starlette(
         routes=[
-            Route("/metadata", metadata_view, methods=["GET"]),
+            Route(METADATA, metadata_view, methods=["GET"]),
             Route("/openapi.json", spec_view, methods=["GET"]),
-            Route("/observations", observations, methods=["POST"]),
+            Route(OBSERVATIONS, observations, methods=["POST"]),
             # Mounted apps match before BentoML's own /docs.json: its UI shows this spec too.
             Route("/docs.json", spec_view, methods=["GET"]),
         ]

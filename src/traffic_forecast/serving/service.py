@@ -20,9 +20,8 @@ import asyncio
 import gc
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,28 +29,42 @@ from typing import Any
 import bentoml
 import numpy as np
 import pandas as pd
-from bentoml.exceptions import BentoMLException
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from pydantic import ValidationError
 
 from traffic_forecast.core.config import ServingConfig
 from traffic_forecast.data.observations import Batch
 from traffic_forecast.data.store import StoreUnavailableError, shown_url
 from traffic_forecast.serving import artifacts, predictions
+from traffic_forecast.serving.answers import (
+    Header,
+    as_json,
+    capacity_answer,
+    forecast_answer,
+    invalid_request,
+)
 from traffic_forecast.serving.contract import (
-    CapacityHour,
     CapacityRequest,
     CapacityResponse,
-    ForecastHour,
     ForecastRequest,
     ForecastResponse,
     PlannedSale,
     invalid,
 )
-from traffic_forecast.serving.engine import FloatArray, Forecast, ForecastEngine, PlannedEvent
-from traffic_forecast.serving.guard import HttpGuard
-from traffic_forecast.serving.live import STORE_ENV, Freshness, LiveModel
-from traffic_forecast.serving.openapi import Contract, documented, routes_app
+from traffic_forecast.serving.engine import Forecast, ForecastEngine, PlannedEvent
+from traffic_forecast.serving.guard import HttpGuard, Reply
+from traffic_forecast.serving.hours import sale_years
+from traffic_forecast.serving.live import STORE_ENV, Freshness, LiveModel, site_now
+from traffic_forecast.serving.openapi import (
+    ROUTE_METHODS,
+    Contract,
+    Served,
+    documented,
+    routes_app,
+    served,
+)
 from traffic_forecast.serving.telemetry import telemetry
+from traffic_forecast.serving.what_ifs import BudgetExceededError, PoolFullError, WhatIfPool
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +72,12 @@ log = logging.getLogger(__name__)
 MODEL_TAG = "traffic-forecast:latest"
 FORECAST, CAPACITY = "/forecast", "/capacity"
 API_PATHS = frozenset({FORECAST, CAPACITY})
+REQUESTS: dict[str, type[ForecastRequest]] = {FORECAST: ForecastRequest, CAPACITY: CapacityRequest}
 # A request allocates a few thousand objects; with Python's default (700, 10, 10) the collector
 # ran every few requests and a full collection of the young heap every few hundred.
 GC_THRESHOLDS = (50_000, 50, 100)
-# Default answers kept, one per coverage asked for (about 1.5 MB each with all their bodies).
-DEFAULTS_KEPT = 8
-# A what-if's sale starts and ends this near the forecast window: beyond it is a client's
-# mistake (a sale from year 1 to 9999 is no plan, and past pandas' nanosecond calendar).
-PLANNED_SALE_REACH_DAYS = 366
+# A full what-if pool answers 503 with this Retry-After (seconds): a what-if takes milliseconds.
+RETRY_AFTER_S = 1
 
 
 def _running() -> TrafficForecast | None:
@@ -91,13 +102,13 @@ CONTRACT: Contract = {
 def _spec() -> dict[str, Any]:
     service = _running()
     engine = None if service is None else service.engine
-    kinds = [] if engine is None else engine.artifacts.sale_kinds
-    return _documented_spec(tuple(kinds))
+    serving = ServingConfig() if service is None else service.serving
+    return _documented_spec(served(engine, serving, site_now()))
 
 
-@cache
-def _documented_spec(sale_kinds: tuple[str, ...]) -> dict[str, Any]:
-    return documented(_bento_service().openapi_spec.asdict(), CONTRACT, list(sale_kinds))
+@cache  # one per model, and per year: what the spec says changes no more often
+def _documented_spec(takes: Served) -> dict[str, Any]:
+    return documented(_bento_service().openapi_spec.asdict(), CONTRACT, takes)
 
 
 def _bento_service() -> Any:
@@ -152,33 +163,7 @@ class View:
 
     engine: ForecastEngine
     freshness: Freshness
-    defaults: dict[float, DefaultAnswer] = field(default_factory=dict)  # by coverage
-
-
-@dataclass(frozen=True)
-class DefaultAnswer:
-    """The default scenario's answer for every horizon: a request takes the first hours."""
-
-    header: dict[str, Any]
-    forecast: Forecast  # all hours the model forecasts
-    rows: list[ForecastHour]
-    cumulative: FloatArray  # running sum of the point forecast: any horizon's mean in O(1)
-    bodies: dict[int, bytes] = field(default_factory=dict)  # the JSON answer, per horizon
-
-    def mean_level(self, hours: int) -> float:
-        """Mean point forecast of the first ``hours`` hours."""
-        return float(self.cumulative[hours - 1] / hours)
-
-    def response(self, hours: int) -> ForecastResponse:
-        """The answer for a horizon of ``hours``."""
-        return ForecastResponse.model_construct(**self.header, forecast=self.rows[:hours])
-
-    def body(self, hours: int) -> bytes:
-        """The answer's JSON, as BentoML serialises it (made once per horizon)."""
-        body = self.bodies.get(hours)
-        if body is None:
-            body = self.bodies[hours] = self.response(hours).model_dump_json().encode()
-        return body
+    header: Header  # what every answer from this state says about itself
 
 
 @bentoml.service(
@@ -201,7 +186,6 @@ class TrafficForecast:
         stored = _model_of_the_bento() or _model_named_by_env() or self.model
         self.version = str(stored.tag)
         self.labels = dict(stored.info.labels)
-        self._what_ifs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="what-if")
         self._ingests = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self.not_ready_reason: str | None = None
         self.view: View | None = None
@@ -216,6 +200,11 @@ class TrafficForecast:
             log.exception("%s: %s", self.version, self.not_ready_reason)
         else:
             self.follow(packaged, os.environ.get(STORE_ENV) or None)
+        self.what_ifs = WhatIfPool(
+            self.serving.what_if_threads,
+            self.serving.what_if_queue,
+            self.serving.what_if_budget_ms / 1000,
+        )
         log_path = os.environ.get(predictions.ENV)
         self.predictions = (
             None
@@ -275,31 +264,23 @@ class TrafficForecast:
         """Count one answered request by endpoint and outcome."""
         telemetry().requests.labels(endpoint, _outcome(status)).inc()
 
-    def fast_answer(self, path: str, body: bytes) -> bytes | None:
-        """The default scenario's JSON when ``body`` asks for it; None: the API answers.
+    async def respond(self, path: str, body: bytes) -> Reply | None:
+        """The answer to a POST to an API path; None: BentoML's API answers (fast_path off).
 
-        Validated by the API's own request model, and counted and logged as `forecast` does:
-        the guard sends it without BentoML's request handling (README, Benchmarks).
+        The guard sends it past BentoML's routing, input and output handling, which cost more
+        than the forecast (README, Benchmarks). The body is validated by the API's own request
+        model, and refusals are worded as BentoML words them.
         """
-        if path != FORECAST or not self.serving.fast_path:
+        if not self.serving.fast_path:
             return None
         try:
-            request = ForecastRequest.model_validate_json(body)
-            hours, level = self._checked("ForecastRequest", request.horizon, request.coverage)
-        except ValidationError:
-            return None  # the API refuses it, with the field named
-        if request.events:
-            return None
-        view = self._view()
-        default = self._default(view, level)
-        logged: dict[str, Any] = {
-            "horizon": request.horizon,
-            "coverage": request.coverage,
-            "events": [],
-        }
-        mean = default.mean_level(hours)
-        self._served(view, FORECAST, logged, default.forecast, hours=hours, mean=mean)
-        return default.body(hours)
+            request = REQUESTS[path].model_validate_json(body)
+            return Reply(200, as_json(await self._answer(path, request)))
+        except ValidationError as exc:
+            return Reply(400, as_json(invalid_request(exc)))
+        except PoolFullError as exc:
+            reason = {"error": f"too many what-ifs at once ({exc}): retry in {RETRY_AFTER_S} s"}
+            return Reply(503, as_json(reason), ((b"retry-after", str(RETRY_AFTER_S).encode()),))
 
     def __is_ready__(self) -> bool:
         return self.not_ready() is None
@@ -321,10 +302,15 @@ class TrafficForecast:
         self.live.start()  # reads the store once: a new colour starts current
 
     def _publish(self, engine: ForecastEngine, freshness: Freshness) -> None:
-        """Swap in a new state, its common answer made first (never on the request path)."""
-        view = View(engine, freshness)
-        self._default(view, self.serving.default_coverage)
-        self.view = view
+        """Swap in a new state (made off the request path: the poll thread, or an ingest)."""
+        header = Header(
+            self.version,
+            engine.hour_labels[0],
+            engine.last_observed.isoformat(),
+            freshness.stale,
+            freshness.stale_reason,
+        )
+        self.view = View(engine, freshness, header)
         telemetry().data_age.set(freshness.age_hours)
 
     async def store_observations(self, batch: Batch) -> dict[str, Any]:
@@ -360,21 +346,10 @@ class TrafficForecast:
         events: list[PlannedSale] | None = None,
     ) -> ForecastResponse:
         """Hourly forecasts with prediction intervals, from the hour after the last observed."""
-        hours, level = self._checked("ForecastRequest", horizon, coverage)
-        request = {"horizon": horizon, "coverage": coverage, "events": events or []}
-        view = self._view()
-        if not events:  # the fast path: sliced from memory
-            default = self._default(view, level)
-            mean = default.mean_level(hours)
-            self._served(view, FORECAST, request, default.forecast, hours=hours, mean=mean)
-            return default.response(hours)
-        planned = self._planned(view, "ForecastRequest", events, hours)
-        answer = await self._what_if(view, planned, hours, level)
-        mean = float(np.mean(answer.value))
-        self._served(view, FORECAST, request, answer, hours=hours, mean=mean)
-        return ForecastResponse.model_construct(
-            **self._header(view, answer, what_if=True), forecast=self._hours(answer)
+        request = ForecastRequest.model_construct(
+            horizon=horizon, coverage=coverage, events=events or []
         )
+        return ForecastResponse.model_validate(await self._answer_api(FORECAST, request))
 
     @bentoml.api(route=CAPACITY, input_spec=CapacityRequest)
     async def capacity(
@@ -385,37 +360,47 @@ class TrafficForecast:
         target_utilisation: float | None = None,
     ) -> CapacityResponse:
         """Instances per hour to serve the upper forecast at the target CPU utilisation."""
-        hours, level = self._checked("CapacityRequest", horizon, coverage)
+        request = CapacityRequest.model_construct(
+            horizon=horizon,
+            coverage=coverage,
+            events=events or [],
+            target_utilisation=target_utilisation,
+        )
+        return CapacityResponse.model_validate(await self._answer_api(CAPACITY, request))
+
+    async def _answer_api(self, path: str, request: ForecastRequest) -> dict[str, Any]:
+        try:
+            return await self._answer(path, request)
+        except PoolFullError as exc:
+            raise ServiceUnavailable(f"too many what-ifs at once ({exc})") from None
+
+    async def _answer(self, path: str, request: ForecastRequest) -> dict[str, Any]:
+        """The answer to a valid request (400s for what only the model's state can check)."""
+        title = type(request).__name__
+        hours, level = self._checked(title, request.horizon, request.coverage)
         view = self._view()
         engine = view.engine
-        if events:
-            planned = self._planned(view, "CapacityRequest", events, hours)
+        if request.events:
+            planned = self._planned(view, title, request.events)
             answer = await self._what_if(view, planned, hours, level)
         else:
             answer = engine.default(hours, level)
-        capacity = engine.artifacts.capacity
-        assert capacity is not None  # the guard answers 503 without it
-        target = target_utilisation or engine.artifacts.target_utilisation
-        try:
-            instances = capacity.instances_needed(answer.upper, target)
-        except ValueError as exc:  # a utilisation so low the count overflows: the client's
-            raise invalid("CapacityRequest", "target_utilisation", target, str(exc)) from None
-        peak = int(np.argmax(instances))
-        request = {"horizon": horizon, "coverage": coverage, "events": events or [],
-                   "target_utilisation": target_utilisation}  # fmt: skip
-        mean = float(np.mean(answer.value))
-        self._served(view, CAPACITY, request, answer, hours=hours, mean=mean)
-        return CapacityResponse(
-            **self._header(view, answer, what_if=bool(events)),
-            target_utilisation=target,
-            sessions_per_instance=capacity.sessions_per_instance,
-            peak_instances=int(instances[peak]),
-            peak_hour=answer.timestamps[peak].to_pydatetime(),
-            hours=[
-                CapacityHour(timestamp=stamp.to_pydatetime(), upper=float(upper), instances=int(n))
-                for stamp, upper, n in zip(answer.timestamps, answer.upper, instances, strict=True)
-            ],
-        )
+        what_if = bool(request.events)
+        if isinstance(request, CapacityRequest):
+            capacity = engine.artifacts.capacity
+            assert capacity is not None  # the guard answers 503 without it
+            target = request.target_utilisation or engine.artifacts.target_utilisation
+            try:
+                body = capacity_answer(
+                    view.header, answer, engine.hour_labels,
+                    what_if=what_if, capacity=capacity, target_utilisation=target,
+                )  # fmt: skip
+            except ValueError as exc:  # a utilisation so low the count overflows: the client's
+                raise invalid(title, "target_utilisation", target, str(exc)) from None
+        else:
+            body = forecast_answer(view.header, answer, engine.hour_labels, what_if=what_if)
+        self._served(view, path, request, answer)
+        return body
 
     def metadata(self) -> dict[str, Any]:
         """``GET /metadata``: where the served model came from, and how well it backtested."""
@@ -434,6 +419,7 @@ class TrafficForecast:
             "ready": not_ready is None,
             "not_ready_reason": not_ready,
             "live": self._live_metadata(),
+            "inference": None if self.view is None else self.view.engine.inference,
         }
 
     def _live_metadata(self) -> dict[str, Any] | None:
@@ -461,42 +447,34 @@ class TrafficForecast:
         return self.view
 
     def _served(
-        self,
-        view: View,
-        endpoint: str,
-        request: dict[str, Any],
-        answer: Forecast,
-        *,
-        hours: int,
-        mean: float,
+        self, view: View, endpoint: str, request: ForecastRequest, answer: Forecast
     ) -> None:
         """Count the answer's inputs and outputs, and log it (off the request path)."""
         series = telemetry()
-        what_if = bool(request["events"])
-        series.served(endpoint, hours, what_if, mean)
+        what_if = bool(request.events)
+        values = answer.value
+        series.served(endpoint, len(values), what_if, float(np.mean(values)))
         for name in ("horizon", "coverage"):
-            if request[name] is None:
+            if getattr(request, name) is None:
                 series.defaulted.labels(name).inc()
-        values = answer.value[:hours]
         low, high = view.engine.artifacts.level_range
         if values.min() < low / 2 or values.max() > 2 * high:
             series.out_of_range.labels(endpoint).inc()
         if self.predictions is not None:
-            events = [event.model_dump(mode="json") for event in request["events"]]
             self.predictions.record(
                 {
                     "model_version": self.version,
                     "endpoint": endpoint,
-                    "request": {**request, "events": events},
-                    "origin": view.engine.origin.isoformat(),
-                    "last_observed": view.engine.last_observed.isoformat(),
+                    "request": request.model_dump(mode="json"),
+                    "origin": view.header.origin,
+                    "last_observed": view.header.last_observed,
                     "what_if": what_if,
                     "fallback": answer.fallback,
                     "fallback_reason": answer.reason,
                     "coverage": answer.coverage,
                     "value": values,
-                    "lower": answer.lower[:hours],
-                    "upper": answer.upper[:hours],
+                    "lower": answer.lower,
+                    "upper": answer.upper,
                 }
             )
 
@@ -506,6 +484,7 @@ class TrafficForecast:
             self.predictions.close()
         if self.live is not None:
             self.live.stop()
+        self.what_ifs.shutdown()
 
     def _checked(
         self, title: str, horizon: int | None, coverage: float | None
@@ -517,28 +496,19 @@ class TrafficForecast:
             raise invalid(title, "horizon", hours, message)
         return hours, coverage or self.serving.default_coverage
 
-    def _default(self, view: View, coverage: float) -> DefaultAnswer:
-        """The default scenario at ``coverage``, whole, kept for the first coverages asked for."""
-        answer = view.defaults.get(coverage)
-        if answer is None:
-            forecast = view.engine.default(view.engine.max_horizon, coverage)
-            header = self._header(view, forecast, what_if=False)
-            answer = DefaultAnswer(
-                header, forecast, self._hours(forecast), np.cumsum(forecast.value)
-            )
-            if len(view.defaults) < DEFAULTS_KEPT:  # clients choosing coverages cannot fill memory
-                view.defaults[coverage] = answer
-        return answer
+    def _planned(self, view: View, title: str, events: list[PlannedSale]) -> list[PlannedEvent]:
+        """The request's sales, checked against what the model knows and the forecast window.
 
-    def _planned(
-        self, view: View, title: str, events: list[PlannedSale], horizon: int
-    ) -> list[PlannedEvent]:
-        """The request's sales, checked against what the model knows and the forecast window."""
+        ``horizon`` no longer matters here: a sale need not overlap the hours asked for.
+        """
         engine = view.engine
         if len(events) > self.serving.max_events:
             message = f"at most {self.serving.max_events} planned sales per request"
             raise invalid(title, "events", len(events), message)
-        window_end = engine.origin + pd.Timedelta(hours=horizon)
+        # A sale need not overlap the forecast window: one ending before it still shapes the
+        # hours after a sale, one after it changes nothing, and the answer is the what-if's
+        # all the same (what_if: true). Years away is a mistake: `sale_years`, the spec says it.
+        first, last = sale_years(engine.origin, engine.timestamps[-1])
         kinds = engine.artifacts.sale_kinds
         planned = []
         for i, event in enumerate(events):
@@ -546,66 +516,36 @@ class TrafficForecast:
                 known = ", ".join(kinds) or "none"
                 message = f"unknown sale kind {event.kind!r}: this model knows {known}"
                 raise invalid(title, f"events.{i}.kind", event.kind, message)
+            if event.start.year < first or event.end.year > last:
+                message = (
+                    f"a planned sale lies in {first} to {last}: the forecast window's year "
+                    f"({engine.origin:%Y-%m-%dT%H:%M} on) or one either side"
+                )
+                raise invalid(title, f"events.{i}", event.model_dump(mode="json"), message)
             start, end = pd.Timestamp(event.start), pd.Timestamp(event.end)
-            reach = pd.Timedelta(days=PLANNED_SALE_REACH_DAYS)
-            if start < engine.origin - reach or end > window_end + reach:
-                message = (
-                    f"a planned sale starts and ends within {PLANNED_SALE_REACH_DAYS} days of "
-                    f"the forecast window {engine.origin:%Y-%m-%dT%H:%M} to "
-                    f"{window_end:%Y-%m-%dT%H:%M}"
-                )
-                raise invalid(title, f"events.{i}", event.model_dump(mode="json"), message)
-            if end <= engine.origin or start >= window_end:
-                message = (
-                    f"the sale lies outside the forecast window {engine.origin:%Y-%m-%dT%H:%M} "
-                    f"to {window_end:%Y-%m-%dT%H:%M} (exclusive)"
-                )
-                raise invalid(title, f"events.{i}", event.model_dump(mode="json"), message)
             planned.append(PlannedEvent(start, end, event.kind, event.discount_pct))
         return planned
 
     async def _what_if(
         self, view: View, planned: list[PlannedEvent], hours: int, level: float
     ) -> Forecast:
-        engine, budget = view.engine, self.serving.what_if_budget_ms / 1000
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        """The model's what-if; the fallback, saying why, when it fails or overruns its budget."""
+        engine = view.engine
         try:
-            job = loop.run_in_executor(self._what_ifs, engine.what_if, planned, hours, level)
-            return await asyncio.wait_for(job, budget)
-        except TimeoutError:
-            reason, label = f"the what-if took over its {budget * 1000:.0f} ms budget", "budget"
+            return await self.what_ifs.run(lambda: engine.what_if(planned, hours, level))
+        except BudgetExceededError as exc:
+            reason, label = f"the what-if ran {exc}", "budget"
+        except PoolFullError:
+            raise
         except Exception:  # any model failure: the fallback answers
             log.exception("what-if forecast failed")
             # The exception's text stays in the log: it is the service's, not the client's.
             reason, label = "the model failed on this scenario (see the service log)", "error"
-        log.warning("fallback after %.0f ms: %s", (time.perf_counter() - started) * 1e3, reason)
+        log.warning("fallback: %s", reason)
         telemetry().fallbacks.labels(label).inc()
         return engine.fallback(hours, level, reason)
 
-    def _header(self, view: View, answer: Forecast, *, what_if: bool) -> dict[str, Any]:
-        return {
-            "model_version": self.version,
-            "origin": view.engine.origin.to_pydatetime(),
-            "last_observed": view.engine.last_observed.to_pydatetime(),
-            "stale": view.freshness.stale,
-            "stale_reason": view.freshness.stale_reason,
-            "coverage": answer.coverage,
-            "what_if": what_if,
-            "fallback": answer.fallback,
-            "fallback_reason": answer.reason,
-        }
 
-    @staticmethod
-    def _hours(answer: Forecast) -> list[ForecastHour]:
-        return [
-            ForecastHour.model_construct(
-                timestamp=stamp.to_pydatetime(), value=float(v), lower=float(lo), upper=float(up)
-            )
-            for stamp, v, lo, up in zip(
-                answer.timestamps, answer.value, answer.lower, answer.upper, strict=True
-            )
-        ]
-
-
-_bento_service().add_asgi_middleware(HttpGuard, api_paths=API_PATHS, state=_running)
+_bento_service().add_asgi_middleware(
+    HttpGuard, api_paths=API_PATHS, state=_running, routes=ROUTE_METHODS
+)
