@@ -19,7 +19,7 @@ from traffic_forecast.forecasting.features import build_features
 from traffic_forecast.forecasting.forecasters import exogenous, target_series
 from traffic_forecast.pipeline import outputs
 from traffic_forecast.serving.artifacts import ModelArtifacts
-from traffic_forecast.serving.engine import ForecastEngine, PlannedEvent, SelfCheckError
+from traffic_forecast.serving.engine import ForecastEngine, PlannedEvent, SelfCheckError, WhatIf
 
 WEEK = 168
 
@@ -326,3 +326,21 @@ def test_native_intervals_of_any_coverage_come_from_the_models_quantiles(
         answer = theta.default(WEEK, coverage)
         assert (answer.lower <= answer.value).all()
         assert (answer.value <= answer.upper).all()
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_what_ifs_asked_together_are_those_asked_alone(
+    data: st.DataObject, engine: ForecastEngine
+) -> None:
+    asked = [
+        WhatIf(data.draw(_planned_sales(engine)), data.draw(st.integers(1, WEEK)), 0.8)
+        for _ in range(data.draw(st.integers(2, 6)))
+    ]
+    together = engine.what_ifs(asked)
+    for one, answer in zip(asked, together, strict=True):
+        alone = engine.what_if(one.events, one.horizon, one.coverage)
+        np.testing.assert_array_equal(answer.value, alone.value)
+        np.testing.assert_array_equal(answer.upper, alone.upper)

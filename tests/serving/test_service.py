@@ -99,11 +99,13 @@ def test_a_what_if_over_its_budget_is_answered_by_the_fallback(
 ) -> None:
     engine = svc._view().engine
 
+    what_ifs = engine.what_ifs
+
     def slow(*args: Any) -> Any:
         time.sleep(0.3)  # a model far slower than its budget below
-        return engine.what_if(*args)
+        return what_ifs(*args)
 
-    monkeypatch.setattr(engine, "what_if", slow)
+    monkeypatch.setattr(engine, "what_ifs", slow)
     monkeypatch.setattr(svc.what_ifs, "budget_s", 0.05)
     sale = _planned(_sale_at(svc, 10))
     answer = _run(svc.forecast(horizon=24, events=[sale]))
@@ -119,7 +121,7 @@ def test_a_failing_model_is_answered_by_the_fallback(
     def broken(*_: Any) -> Any:
         raise RuntimeError("the model store is on fire")
 
-    monkeypatch.setattr(svc._view().engine, "what_if", broken)
+    monkeypatch.setattr(svc._view().engine, "what_ifs", broken)
     sale = _planned(_sale_at(svc, 10))
     answer = _run(svc.forecast(horizon=24, events=[sale]))
     assert answer.fallback is True

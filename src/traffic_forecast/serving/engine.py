@@ -14,7 +14,6 @@ has one that agrees with sktime's own forecast; otherwise through sktime, which 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,39 +33,16 @@ from traffic_forecast.forecasting.features import (
 )
 from traffic_forecast.forecasting.forecasters import exogenous, one_openmp_thread, running_sktime
 from traffic_forecast.forecasting.inference import LeanForecaster
-from traffic_forecast.forecasting.intervals import from_grid
 from traffic_forecast.serving.artifacts import ModelArtifacts
+from traffic_forecast.serving.bands import NATIVE_LEVELS, at_level, conformal, holding
+from traffic_forecast.serving.state import ModelState, bounded, packaged_state, told
 
 FloatArray = npt.NDArray[np.float64]
 NATIVE = "native"
-LEAN, SKTIME = "lean", "sktime"
-# The lean form serves only if it forecasts what sktime does, to this relative difference.
-LEAN_TOLERANCE = 1e-9
-# Native intervals: sktime's quantiles at these levels, once per state; any coverage between.
-NATIVE_LEVELS = np.linspace(0.005, 0.995, 199)
 
 
 class SelfCheckError(Exception):
     """The packaged model cannot forecast: the service stays alive but never becomes ready."""
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """What the model has been told: model and fallback up to the last observed hour.
-
-    Each is a `LeanForecaster` or a fitted sktime forecaster (`packaged_state` chooses).
-    """
-
-    forecaster: Any
-    baseline: Any
-    recent: pd.Series  # the target's last week up to the last observed hour, hourly index
-    inference: str = SKTIME  # LEAN when the model runs in its lean form
-    why_not_lean: str | None = None
-
-    @property
-    def last_observed(self) -> pd.Timestamp:
-        """The newest hour the model has seen."""
-        return pd.Timestamp(self.recent.index[-1])
 
 
 @dataclass(frozen=True)
@@ -80,10 +56,19 @@ class PlannedEvent:
 
 
 @dataclass(frozen=True)
+class WhatIf:
+    """One what-if asked of the model: planned sales, hours ahead, interval coverage."""
+
+    events: list[PlannedEvent]
+    horizon: int
+    coverage: float
+
+
+@dataclass(frozen=True)
 class Forecast:
     """Hourly forecasts from the origin: point and interval, and whether the fallback made them."""
 
-    timestamps: pd.DatetimeIndex
+    window: pd.DatetimeIndex  # every hour the model forecasts; the answer's are the first
     value: FloatArray
     lower: FloatArray
     upper: FloatArray
@@ -92,55 +77,12 @@ class Forecast:
     reason: str | None = None  # why the fallback answered
 
     def __len__(self) -> int:
-        return len(self.timestamps)
+        return len(self.value)
 
-
-def _bounded(values: Any) -> FloatArray:
-    # Traffic is never negative; a forecaster's arithmetic can dip below 0 at quiet hours.
-    bounded: FloatArray = np.maximum(np.asarray(values, dtype=float), 0.0)
-    return bounded
-
-
-def _disagreement(lean: FloatArray, reference: FloatArray) -> float:
-    """The largest relative difference between two forecasts (inf where one is not finite)."""
-    if lean.shape != reference.shape or not np.isfinite(lean).all():
-        return float("inf")
-    scale = np.maximum(np.abs(reference), 1.0)
-    return float(np.max(np.abs(lean - reference) / scale, initial=0.0))
-
-
-def packaged_state(artifacts: ModelArtifacts) -> ModelState:
-    """The packaged model's state: lean where its lean form agrees with sktime's forecast."""
-    forms = artifacts.lean
-    stamps = pd.date_range(
-        artifacts.recent.index[-1] + pd.Timedelta(hours=1), periods=len(artifacts.future), freq="h"
-    )
-    fh = ForecastingHorizon(stamps, is_relative=False)
-    columns = list(artifacts.card.get("exogenous_columns", []))
-    X = exogenous(artifacts.future, columns) if artifacts.card.get("uses_exog") else None
-    days = days_since_epoch(stamps)
-    chosen, reasons = [], [forms.not_exported] if forms.not_exported else []
-    for name, lean, fitted, features in (
-        ("model", forms.forecaster, artifacts.forecaster, X),
-        ("fallback", forms.baseline, artifacts.baseline, None),
-    ):
-        if lean is None:
-            chosen.append(fitted)
-            continue
-        with running_sktime(libraries_loaded=True):
-            reference = np.asarray(fitted.predict(fh, X=features), dtype=float).ravel()
-            try:
-                mine = lean.predict(days, None if features is None else features.to_numpy())
-            except ValueError:  # packaged with other features than the card lists
-                mine = np.full(len(days), np.nan)
-        difference = _disagreement(mine, reference)
-        if difference <= LEAN_TOLERANCE:
-            chosen.append(lean)
-        else:
-            chosen.append(fitted)
-            reasons.append(f"the {name}'s lean form differs from sktime by {difference:.1e}")
-    inference = LEAN if isinstance(chosen[0], LeanForecaster) else SKTIME
-    return ModelState(chosen[0], chosen[1], artifacts.recent, inference, "; ".join(reasons) or None)
+    @property
+    def timestamps(self) -> pd.DatetimeIndex:
+        """The answer's hours (sliced when asked: a request needs only their labels)."""
+        return self.window[: len(self.value)]
 
 
 class ForecastEngine:
@@ -207,8 +149,8 @@ class ForecastEngine:
         if self.uses_exog:
             X = exogenous(self._features(expected, observed), self.columns)
         state = ModelState(
-            _told(self.state.forecaster, y, X),
-            _told(self.state.baseline, y, None),
+            told(self.state.forecaster, y, X),
+            told(self.state.baseline, y, None),
             observed.iloc[-WEEK_HOURS:],
             self.state.inference,
             self.state.why_not_lean,
@@ -226,17 +168,17 @@ class ForecastEngine:
         if isinstance(model, LeanForecaster):
             assert self._residuals is not None
             with one_openmp_thread():
-                return _bounded(model.restore(self._residuals, self._days, X))
+                return bounded(model.restore(self._residuals, self._days, X))
         frame = exogenous(future, self.columns) if self.uses_exog else None
         with running_sktime(libraries_loaded=True):
-            return _bounded(np.asarray(model.predict(self._fh, X=frame), dtype=float).ravel())
+            return bounded(np.asarray(model.predict(self._fh, X=frame), dtype=float).ravel())
 
     def _predict_baseline(self) -> FloatArray:
         baseline = self.state.baseline
         if isinstance(baseline, LeanForecaster):
-            return _bounded(baseline.predict(self._days, None))
+            return bounded(baseline.predict(self._days, None))
         with running_sktime(libraries_loaded=True):
-            return _bounded(np.asarray(baseline.predict(self._fh), dtype=float).ravel())
+            return bounded(np.asarray(baseline.predict(self._fh), dtype=float).ravel())
 
     def _quantiles(self) -> FloatArray:
         """The native quantiles at `NATIVE_LEVELS`, an hour per row (the sktime path)."""
@@ -245,7 +187,7 @@ class ForecastEngine:
             table = self.state.forecaster.predict_quantiles(
                 self._fh, X=frame, alpha=list(NATIVE_LEVELS)
             )
-        quantiles: FloatArray = np.sort(_bounded(table.to_numpy()), axis=1)
+        quantiles: FloatArray = np.sort(bounded(table.to_numpy()), axis=1)
         return quantiles
 
     def check(self) -> None:
@@ -261,12 +203,12 @@ class ForecastEngine:
     def _model_band(self, point: FloatArray, coverage: float) -> tuple[FloatArray, FloatArray]:
         if self._native_quantiles is not None:
             tail = (1.0 - coverage) / 2
-            return _wrapping(
+            return holding(
                 point,
-                _at_level(self._native_quantiles, tail),
-                _at_level(self._native_quantiles, 1.0 - tail),
+                at_level(self._native_quantiles, tail),
+                at_level(self._native_quantiles, 1.0 - tail),
             )
-        return _conformal(point, self._model_grid, coverage)
+        return conformal(point, self._model_grid, coverage)
 
     def default(self, horizon: int, coverage: float) -> Forecast:
         """The default scenario's first ``horizon`` hours at any ``coverage``, from memory."""
@@ -276,39 +218,56 @@ class ForecastEngine:
     def fallback(self, horizon: int, coverage: float, reason: str) -> Forecast:
         """Seasonal naive (same hour last week), with intervals from its own backtest residuals."""
         point = self._baseline_point[:horizon]
-        band = _conformal(point, self._baseline_grid, coverage)
+        band = conformal(point, self._baseline_grid, coverage)
         return self._answer(point, band, coverage, reason)
 
     def what_if(self, events: list[PlannedEvent], horizon: int, coverage: float) -> Forecast:
-        """The forecast if ``events`` were added to the sale calendar.
+        """The forecast if ``events`` were added to the sale calendar."""
+        return self.what_ifs([WhatIf(events, horizon, coverage)])[0]
 
-        Lean: only the hours whose features the events change are forecast again, in one
-        ``predict`` of the regressor (the rest of the model does not depend on features).
+    def what_ifs(self, asked: list[WhatIf]) -> list[Forecast]:
+        """Several what-ifs at once (the service batches those that arrive together).
+
+        Lean: only the hours whose features the events change are forecast again, and those
+        of every what-if in one ``predict`` of the regressor (the rest of the model does not
+        depend on features, and every step is hour by hour).
         """
-        if not self.uses_exog:
-            return self.default(horizon, coverage)  # a model without sale features ignores them
+        if not self.uses_exog:  # a model without sale features ignores them
+            return [self.default(one.horizon, one.coverage) for one in asked]
         assert self._X is not None
-        X = self._scenario_matrix(events)
-        if self._residuals is not None:
-            changed = np.flatnonzero((X[:horizon] != self._X[:horizon]).any(axis=1))
-            point = self._model_point[:horizon].copy()
-            if len(changed):
-                model: LeanForecaster = self.state.forecaster
-                with one_openmp_thread():
-                    point[changed] = _bounded(
-                        model.restore(self._residuals[changed], self._days[changed], X[changed])
-                    )
-            return self._answer(point, self._model_band(point, coverage), coverage)
-        return self._sktime_what_if(X, horizon, coverage)
+        scenarios = [self._scenario_matrix(one.events) for one in asked]
+        if self._residuals is None:
+            return [
+                self._sktime_what_if(X, one.horizon, one.coverage)
+                for X, one in zip(scenarios, asked, strict=True)
+            ]
+        changed = [
+            np.flatnonzero((X[: one.horizon] != self._X[: one.horizon]).any(axis=1))
+            for X, one in zip(scenarios, asked, strict=True)
+        ]
+        rows = np.concatenate(changed)
+        forecast = np.empty(0)
+        if len(rows):
+            model: LeanForecaster = self.state.forecaster
+            X = np.concatenate([X[hours] for X, hours in zip(scenarios, changed, strict=True)])
+            with one_openmp_thread():
+                forecast = bounded(model.restore(self._residuals[rows], self._days[rows], X))
+        answers, at = [], 0
+        for one, hours in zip(asked, changed, strict=True):
+            point = self._model_point[: one.horizon].copy()
+            point[hours] = forecast[at : at + len(hours)]
+            at += len(hours)
+            answers.append(self._answer(point, self._model_band(point, one.coverage), one.coverage))
+        return answers
 
     def _sktime_what_if(self, X: FloatArray, horizon: int, coverage: float) -> Forecast:
         frame = pd.DataFrame(X, index=self.timestamps, columns=self.columns)
         with running_sktime(libraries_loaded=True):
-            point = _bounded(self.state.forecaster.predict(self._fh, X=frame).to_numpy())
+            point = bounded(self.state.forecaster.predict(self._fh, X=frame).to_numpy())
             if self._native:  # quantiles of this scenario, not of the default one
                 band = self.state.forecaster.predict_interval(self._fh, X=frame, coverage=coverage)
                 low, high = band.iloc[:, 0].to_numpy(), band.iloc[:, 1].to_numpy()
-                return self._answer(point[:horizon], _wrapping(point, low, high), coverage)
+                return self._answer(point[:horizon], holding(point, low, high), coverage)
         point = point[:horizon]
         return self._answer(point, self._model_band(point, coverage), coverage)
 
@@ -358,7 +317,7 @@ class ForecastEngine:
         lower, upper = band
         hours = len(point)
         return Forecast(
-            self.timestamps[:hours],
+            self.timestamps,
             point,
             lower[:hours],
             upper[:hours],
@@ -375,44 +334,3 @@ def _typical_discounts(events: pd.DataFrame | None) -> dict[str, float]:
     discounts = events[SaleEventsRaw.discount_pct].astype(float)
     by_kind = discounts.groupby(events[SaleEventsRaw.kind]).median()
     return {**{str(k): float(v) for k, v in by_kind.items()}, "": float(discounts.median())}
-
-
-def _told(model: Any, y: pd.Series, X: pd.DataFrame | None) -> Any:
-    """``model`` having seen ``y`` (and the hours' features ``X``), its parameters kept."""
-    if isinstance(model, LeanForecaster):
-        features = X.to_numpy() if X is not None and model.uses_features else None
-        with one_openmp_thread():
-            return model.advanced(
-                y.to_numpy(), days_since_epoch(pd.DatetimeIndex(y.index)), features
-            )
-    moved = copy.deepcopy(model)
-    with running_sktime(libraries_loaded=True):
-        moved.update(y, X=X, update_params=False)
-    return moved
-
-
-def _conformal(point: FloatArray, grid: list[float], coverage: float) -> tuple[Any, Any]:
-    calibration = from_grid(grid, coverage)
-    return _wrapping(point, point * np.exp(calibration.low), point * np.exp(calibration.high))
-
-
-def _wrapping(
-    point: FloatArray, lower: FloatArray, upper: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """The interval, widened where needed to hold the point forecast.
-
-    The residual quantiles need not straddle zero: a model that over-forecasts more often
-    than not has a 50 % interval wholly below its point forecast. An interval that does not
-    hold its own forecast reads as a contradiction; widening it only raises its coverage.
-    """
-    n = len(point)
-    return _bounded(np.minimum(lower[:n], point)), np.maximum(upper[:n], point)
-
-
-def _at_level(quantiles: FloatArray, level: float) -> FloatArray:
-    """Each hour's quantile at ``level``, linear between `NATIVE_LEVELS` (clamped to them)."""
-    position = float(np.interp(level, NATIVE_LEVELS, np.arange(len(NATIVE_LEVELS))))
-    below = int(min(position, len(NATIVE_LEVELS) - 2))
-    weight = position - below
-    at: FloatArray = quantiles[:, below] * (1.0 - weight) + quantiles[:, below + 1] * weight
-    return at

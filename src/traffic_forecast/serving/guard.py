@@ -174,11 +174,15 @@ class HttpGuard:
         routes: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.app, self.api_paths, self.state = app, api_paths, state
+        self._state: ServiceState | None = None
         self.methods = dict.fromkeys(api_paths, ("POST",)) | dict(routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer refusals here; pass the rest on, stamping and counting the response."""
-        state = self.state() if scope["type"] == "http" else None
+        state = self._state if scope["type"] == "http" else None
+        if state is None and scope["type"] == "http":
+            # Asked until the service exists; then kept (finding it costs microseconds a call).
+            state = self._state = self.state()
         if state is None:  # lifespan, or the service not built yet
             await self.app(scope, receive, send)
             return

@@ -44,7 +44,8 @@ ERRORS = {
     "400": "Invalid request: the body is not valid JSON, or a field is wrong (see detail)",
     "413": "Request body larger than serving.max_body_bytes",
     "415": "Content-Type is not application/json",
-    "503": "Not ready (model loading or failed its self-check), or no capacity data",
+    "503": "Not ready (model loading or failed its self-check), no capacity data, or too many "
+    "what-ifs at once (with Retry-After)",
     "504": "The request took longer than the service's timeout",
 }
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}

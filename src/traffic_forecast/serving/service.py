@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-import numpy as np
 import pandas as pd
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from pydantic import ValidationError
@@ -51,7 +50,7 @@ from traffic_forecast.serving.contract import (
     PlannedSale,
     invalid,
 )
-from traffic_forecast.serving.engine import Forecast, ForecastEngine, PlannedEvent
+from traffic_forecast.serving.engine import Forecast, ForecastEngine, PlannedEvent, WhatIf
 from traffic_forecast.serving.guard import HttpGuard, Reply
 from traffic_forecast.serving.hours import sale_years
 from traffic_forecast.serving.live import STORE_ENV, Freshness, LiveModel, site_now
@@ -63,7 +62,7 @@ from traffic_forecast.serving.openapi import (
     routes_app,
     served,
 )
-from traffic_forecast.serving.telemetry import telemetry
+from traffic_forecast.serving.telemetry import labelled, telemetry
 from traffic_forecast.serving.what_ifs import BudgetExceededError, PoolFullError, WhatIfPool
 
 log = logging.getLogger(__name__)
@@ -262,7 +261,7 @@ class TrafficForecast:
 
     def count(self, endpoint: str, status: int) -> None:
         """Count one answered request by endpoint and outcome."""
-        telemetry().requests.labels(endpoint, _outcome(status)).inc()
+        labelled(telemetry().requests, endpoint, _outcome(status)).inc()
 
     async def respond(self, path: str, body: bytes) -> Reply | None:
         """The answer to a POST to an API path; None: BentoML's API answers (fast_path off).
@@ -453,13 +452,13 @@ class TrafficForecast:
         series = telemetry()
         what_if = bool(request.events)
         values = answer.value
-        series.served(endpoint, len(values), what_if, float(np.mean(values)))
+        series.served(endpoint, len(values), what_if, float(values.sum()) / len(values))
         for name in ("horizon", "coverage"):
             if getattr(request, name) is None:
-                series.defaulted.labels(name).inc()
+                labelled(series.defaulted, name).inc()
         low, high = view.engine.artifacts.level_range
         if values.min() < low / 2 or values.max() > 2 * high:
-            series.out_of_range.labels(endpoint).inc()
+            labelled(series.out_of_range, endpoint).inc()
         if self.predictions is not None:
             self.predictions.record(
                 {
@@ -532,7 +531,7 @@ class TrafficForecast:
         """The model's what-if; the fallback, saying why, when it fails or overruns its budget."""
         engine = view.engine
         try:
-            return await self.what_ifs.run(lambda: engine.what_if(planned, hours, level))
+            return await self.what_ifs.run(engine.what_ifs, WhatIf(planned, hours, level))
         except BudgetExceededError as exc:
             reason, label = f"the what-if ran {exc}", "budget"
         except PoolFullError:

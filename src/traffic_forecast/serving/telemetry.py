@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -35,10 +36,16 @@ class Telemetry:
 
     def served(self, endpoint: str, horizon: int, what_if: bool, mean_level: float) -> None:
         """Record one answered forecast request."""
-        self.horizon.labels(endpoint).observe(horizon)
+        labelled(self.horizon, endpoint).observe(horizon)
         if what_if:
-            self.what_if.labels(endpoint).inc()
-        self.level.labels(endpoint).observe(mean_level)
+            labelled(self.what_if, endpoint).inc()
+        labelled(self.level, endpoint).observe(mean_level)
+
+
+@cache
+def labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, kept: prometheus_client takes a lock and ~3 µs per call."""
+    return metric.labels(*values)
 
 
 @cache
