@@ -154,6 +154,8 @@ def test_metadata_tells_where_the_model_came_from(svc: TrafficForecast, packaged
     assert meta["git_commit"] == meta["labels"]["git_commit"]
     assert meta["git_commit"] in {head, f"{head}-dirty"}
     assert meta["backtest_metrics"]["model"]["mase"] > 0
+    # The packaged gradient boosting runs in its lean form (a model without one says why).
+    assert meta["inference"] == {"path": "lean", "why_not_lean": None}
     assert meta["labels"]["data_version"] == card["data_version"]
     assert meta["ready"] is True
 
