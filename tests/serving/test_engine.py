@@ -17,9 +17,11 @@ from sktime.forecasting.base import ForecastingHorizon
 from tests.packaged import Packaged, quiet_evening
 from traffic_forecast.forecasting.features import build_features
 from traffic_forecast.forecasting.forecasters import exogenous, target_series
+from traffic_forecast.forecasting.inference import LeanForecaster
 from traffic_forecast.pipeline import outputs
 from traffic_forecast.serving.artifacts import ModelArtifacts
 from traffic_forecast.serving.engine import ForecastEngine, PlannedEvent, SelfCheckError, WhatIf
+from traffic_forecast.serving.state import packaged_state
 
 WEEK = 168
 
@@ -344,3 +346,15 @@ def test_what_ifs_asked_together_are_those_asked_alone(
         alone = engine.what_if(one.events, one.horizon, one.coverage)
         np.testing.assert_array_equal(answer.value, alone.value)
         np.testing.assert_array_equal(answer.upper, alone.upper)
+
+
+def test_a_lean_model_with_native_intervals_stays_on_sktimes_path(
+    loaded: ModelArtifacts,
+) -> None:
+    """Native intervals are sktime's quantiles of the model: its lean form cannot give them."""
+    native = dataclasses.replace(loaded, intervals={**loaded.intervals, "method": "native"})
+    state = packaged_state(native)
+    assert state.inference == "sktime"
+    assert state.forecaster is loaded.forecaster
+    assert "native intervals" in (state.why_not_lean or "")
+    assert isinstance(state.baseline, LeanForecaster)  # the fallback's intervals are conformal

@@ -72,8 +72,12 @@ def packaged_state(artifacts: ModelArtifacts) -> ModelState:
     X = exogenous(artifacts.future, columns) if artifacts.card.get("uses_exog") else None
     days = days_since_epoch(stamps)
     chosen, reasons = [], [forms.not_exported] if forms.not_exported else []
+    model_form = forms.forecaster
+    if model_form is not None and artifacts.intervals.get("method") == "native":
+        model_form = None  # its intervals are sktime's own quantiles: the model stays sktime's
+        reasons.append("the model's native intervals come from sktime")
     for name, lean, fitted, features in (
-        ("model", forms.forecaster, artifacts.forecaster, X),
+        ("model", model_form, artifacts.forecaster, X),
         ("fallback", forms.baseline, artifacts.baseline, None),
     ):
         if lean is None:
