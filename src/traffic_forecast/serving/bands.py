@@ -19,9 +19,10 @@ FloatArray = npt.NDArray[np.float64]
 NATIVE_LEVELS = np.linspace(0.005, 0.995, 199)
 
 
-def _bounded(values: Any) -> FloatArray:
-    bounded: FloatArray = np.maximum(np.asarray(values, dtype=float), 0.0)  # no negative traffic
-    return bounded
+def bounded(values: Any) -> FloatArray:
+    """``values`` as floats, floored at 0: a forecaster's arithmetic can dip below at night."""
+    floored: FloatArray = np.maximum(np.asarray(values, dtype=float), 0.0)
+    return floored
 
 
 def conformal(point: FloatArray, grid: list[float], coverage: float) -> tuple[Any, Any]:
@@ -40,7 +41,7 @@ def holding(
     hold its own forecast reads as a contradiction; widening it only raises its coverage.
     """
     n = len(point)
-    return _bounded(np.minimum(lower[:n], point)), np.maximum(upper[:n], point)
+    return bounded(np.minimum(lower[:n], point)), np.maximum(upper[:n], point)
 
 
 def at_level(quantiles: FloatArray, level: float) -> FloatArray:

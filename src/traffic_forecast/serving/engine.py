@@ -34,8 +34,8 @@ from traffic_forecast.forecasting.features import (
 from traffic_forecast.forecasting.forecasters import exogenous, one_openmp_thread, running_sktime
 from traffic_forecast.forecasting.inference import LeanForecaster
 from traffic_forecast.serving.artifacts import ModelArtifacts
-from traffic_forecast.serving.bands import NATIVE_LEVELS, at_level, conformal, holding
-from traffic_forecast.serving.state import ModelState, bounded, packaged_state, told
+from traffic_forecast.serving.bands import NATIVE_LEVELS, at_level, bounded, conformal, holding
+from traffic_forecast.serving.state import ModelState, packaged_state, told
 
 FloatArray = npt.NDArray[np.float64]
 NATIVE = "native"

@@ -179,10 +179,10 @@ class HttpGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer refusals here; pass the rest on, stamping and counting the response."""
-        state = self._state if scope["type"] == "http" else None
-        if state is None and scope["type"] == "http":
+        if scope["type"] == "http" and self._state is None:
             # Asked until the service exists; then kept (finding it costs microseconds a call).
-            state = self._state = self.state()
+            self._state = self.state()
+        state = self._state if scope["type"] == "http" else None
         if state is None:  # lifespan, or the service not built yet
             await self.app(scope, receive, send)
             return

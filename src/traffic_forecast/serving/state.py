@@ -47,12 +47,6 @@ class ModelState:
         return pd.Timestamp(self.recent.index[-1])
 
 
-def bounded(values: Any) -> FloatArray:
-    """``values`` as floats, floored at 0: a forecaster's arithmetic can dip below at night."""
-    bounded: FloatArray = np.maximum(np.asarray(values, dtype=float), 0.0)
-    return bounded
-
-
 def _disagreement(lean: FloatArray, reference: FloatArray) -> float:
     """The largest relative difference between two forecasts (inf where one is not finite)."""
     if lean.shape != reference.shape or not np.isfinite(lean).all():
