@@ -12,6 +12,7 @@ import pytest
 from traffic_forecast.core.config import GateConfig
 from traffic_forecast.report.gate import apply_gate
 from traffic_forecast.report.gate import main as gate_main
+from traffic_forecast.report.sections import METRIC_ROWS
 
 GATE = GateConfig(max_mase_regression_pct=2.0, max_sale_error_regression_pct=5.0)
 
@@ -123,3 +124,20 @@ def test_a_new_data_version_is_not_compared_with_the_base_metrics() -> None:
     assert not any("vs base" in text for text, _ in verdict.checks)
     beaten = apply_gate(_metrics(1.5, 1000.0, baseline_mase=1.4), BASE, GATE, [], same_data=False)
     assert beaten.passed is False  # seasonal naive on the same folds still has to be beaten
+
+
+def test_each_figure_the_gate_judges_is_a_row_of_the_report_and_agrees_with_its_check() -> None:
+    # Every check on: each figure it judges must be a row of the metrics table, or the report
+    # would leave a judged figure unmarked.
+    pr = _metrics(0.600, 1000.0)  # +20 % MASE: fails; sale error unchanged: passes
+    pr["mase_vs_baseline"] = 0.6 / 1.4
+    verdict = apply_gate(pr, BASE, GATE, labels=[])
+    rows = {row.path for row in METRIC_ROWS}
+    assert {judged.path for judged in verdict.judged} <= rows
+    assert len(verdict.judged) == sum(not text.startswith("dvc.lock") for text, _ in verdict.checks)
+    by_path = {judged.path: judged.passed for judged in verdict.judged}
+    assert by_path == {
+        ("model", "mase"): False,
+        ("model", "mae_sale_hours"): True,
+        ("mase_vs_baseline",): True,
+    }

@@ -7,16 +7,28 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
+from tests.report.samples import (
+    FAILED,
+    FAILED_MD,
+    GATE,
+    TRAFFIC_FILE,
+    forecast_frame,
+    horizon_frame,
+    metrics_json,
+    report_inputs,
+    table_row,
+)
 from tests.repos import git, working_tree_repository
 from traffic_forecast.core.config import GateConfig
+from traffic_forecast.data.remote import EMBEDDED_REMOTE, choose_remote
 from traffic_forecast.forecasting.capacity import Capacity
-from traffic_forecast.report import ReportInputs, render_json, render_markdown
+from traffic_forecast.report import render_json, render_markdown
 from traffic_forecast.report.charts import MAX_POINTS, forecast_chart, horizon_chart, xychart
 from traffic_forecast.report.gate import apply_gate
 from traffic_forecast.report.gather import PullRequest, pull_request_event
@@ -36,121 +48,29 @@ from traffic_forecast.report.sections import (
     verdict_line,
 )
 
-GATE = GateConfig()
-TRAFFIC_FILE = {"md5": "aa", "rows": 48, "first": "2025-06-01 00:00", "last": "2025-06-02 23:00"}
-PASSED = {
-    "passed": True,
-    "rows": {"data/raw/traffic.csv": 48},
-    "files": {"data/raw/traffic.csv": TRAFFIC_FILE},
-    "failures": [],
-    "notes": [],
-}
-FAILED_MD = """## Data validation
-
-❌ **Failed**: 1 check failed on `data/raw/traffic.csv` (48 rows). Training did not run.
-
-| File | Column | Check | Count | Sample rows (CSV line, value) |
-|---|---|---|---:|---|
-| `data/raw/traffic.csv` | `sessions` | greater_than_or_equal_to(0) | 1 | 7 (`-5`) |
-"""
-FAILED = {**PASSED, "passed": False, "failures": [{"file": "data/raw/traffic.csv"}]}
-
-
-def _metrics(
-    mase: float = 0.5,
-    smape: float = 6.0,
-    rmse: float = 1000.0,
-    sale: float | None = 2000.0,
-    coverage: float | None = 0.86,
-) -> dict[str, Any]:
-    return {
-        "model": {
-            "mase": mase,
-            "smape": smape,
-            "rmse": rmse,
-            "mae_peak_hours": 1500.0,
-            "mae_sale_hours": sale,
-            "interval_coverage": coverage,
-        },
-        "baseline": {"mase": 1.4},
-        "mase_vs_baseline": mase / 1.4,
-    }
-
-
-def _forecast(folds: int = 3, horizon: int = 24, shift: float = 0.0) -> pd.DataFrame:
-    stamps = pd.date_range("2025-06-09", periods=folds * 168, freq="h")
-    rows = [
-        {
-            "fold": fold + 1,
-            "timestamp": f"{stamps[fold * 168 + h]:%Y-%m-%d %H:%M}",
-            "actual": 1e6 + 1e3 * h,
-            "model": 1e6 + 1e3 * h + shift,
-            "upper": 1.2e6 + 1e3 * h + shift,
-        }
-        for fold in range(folds)
-        for h in range(horizon)
-    ]
-    return pd.DataFrame(rows)
-
-
-def _horizon(scale: float = 1.0) -> pd.DataFrame:
-    return pd.DataFrame({"step": range(1, 25), "model_mae": [5e4 * scale + i for i in range(24)]})
-
-
-def _inputs(**changes: Any) -> ReportInputs:
-    base = _metrics()
-    pr = _metrics(mase=0.49)
-    values: dict[str, Any] = {
-        "base_ref": "main",
-        "commit": "abc1234",
-        "validation": PASSED,
-        "data_version_pr": "d1.dir",
-        "data_version_base": "d1.dir",
-        "params_changed": {"backtest.coverage": (0.9, 0.8)},
-        "pr_metrics": pr,
-        "base_metrics": base,
-        "verdict": apply_gate(pr, base, GATE, []),
-        "forecast_pr": _forecast(),
-        "forecast_base": _forecast(shift=1e4),
-        "horizon_pr": _horizon(),
-        "horizon_base": _horizon(1.1),
-        "capacity": CapacityImpact(Capacity(10_000.0, 600), 0.6, 1.2e6, 1.5e6, "upper"),
-        "explain": pd.DataFrame(
-            {"feature": ["a", "b", "c", "d"], "importance": [0.1, 3.0, 0.5, 1.0]}
-        ),
-        "remote_note": "no cloud remote configured: used the embedded default",
-    }
-    return ReportInputs(**{**values, **changes})
-
-
-def _row(table: str, label: str) -> list[str]:
-    line = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
-    return [cell.strip() for cell in line.strip("|").split("|")]
-
-
 # --- 1. verdict -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("pr", "labels", "start"),
     [
-        (_metrics(mase=0.5), [], "✅ Gate passed"),
-        (_metrics(mase=0.6), [], "❌ Gate failed: MASE +20.0 %"),
-        (_metrics(mase=0.6), ["gate-override"], "⚠️ Gate overridden by label: MASE +20.0 %"),
+        (metrics_json(mase=0.5), [], "✅ Gate passed"),
+        (metrics_json(mase=0.6), [], "❌ Gate failed: MASE +20.0 %"),
+        (metrics_json(mase=0.6), ["gate-override"], "⚠️ Gate overridden by label: MASE +20.0 %"),
     ],
     ids=["pass", "fail", "override"],
 )
 def test_verdict_line_is_the_gate_headline(
     pr: dict[str, Any], labels: list[str], start: str
 ) -> None:
-    verdict = apply_gate(pr, _metrics(), GATE, labels)
+    verdict = apply_gate(pr, metrics_json(), GATE, labels)
     assert verdict_line(verdict, validation_passed=True).startswith(start)
-    report = render_markdown(_inputs(pr_metrics=pr, verdict=verdict))
+    report = render_markdown(report_inputs(pr_metrics=pr, verdict=verdict))
     assert report.splitlines()[0] == f"**{verdict.headline()}**"
 
 
 def test_failed_validation_overrides_the_verdict() -> None:
-    verdict = apply_gate(_metrics(), _metrics(), GATE, [])
+    verdict = apply_gate(metrics_json(), metrics_json(), GATE, [])
     assert verdict_line(verdict, validation_passed=False) == VALIDATION_FAILED
 
 
@@ -163,7 +83,7 @@ def test_changed_lists_are_shown_down_to_the_value_that_changed() -> None:
     new = "[{'_target_': 'a.Log', 'offset': 1}, {'_target_': 'b.AR', 'lags': 2, 'trend': 'n'}]"
     assert leaf_changes({"model.steps": (old, new)}) == {"model.steps[1].lags": (24, 2)}
     table = params_table({"model.steps": (old, new)})
-    assert _row(table, "`model.steps[1].lags`") == ["`model.steps[1].lags`", "`24`", "`2`"]
+    assert table_row(table, "`model.steps[1].lags`") == ["`model.steps[1].lags`", "`24`", "`2`"]
     grown = leaf_changes({"model.steps": ("[1]", "[1, 2]")})
     assert grown == {"model.steps[1]": (None, 2)}
     assert leaf_changes({"note": ("[not python", "[x")}) == {"note": ("[not python", "[x")}
@@ -171,8 +91,8 @@ def test_changed_lists_are_shown_down_to_the_value_that_changed() -> None:
 
 def test_params_table_shows_only_changed_keys() -> None:
     table = params_table({"backtest.coverage": (0.9, 0.8), "seed": (42, 42), "new.key": (None, 3)})
-    assert _row(table, "`backtest.coverage`") == ["`backtest.coverage`", "`0.9`", "`0.8`"]
-    assert _row(table, "`new.key`") == ["`new.key`", DASH, "`3`"]
+    assert table_row(table, "`backtest.coverage`") == ["`backtest.coverage`", "`0.9`", "`0.8`"]
+    assert table_row(table, "`new.key`") == ["`new.key`", DASH, "`3`"]
     assert "seed" not in table
     assert params_table({}) == "No parameter changed."
     assert params_table({"seed": (42, 42)}) == "No parameter changed."
@@ -182,20 +102,22 @@ def test_params_table_shows_only_changed_keys() -> None:
 
 
 def test_metrics_table_numbers_deltas_and_markers() -> None:
-    base = _metrics(mase=0.500, smape=6.0, rmse=1000.0, coverage=0.80)
-    pr = _metrics(mase=0.490, smape=6.6, rmse=1002.0, coverage=0.88)
+    base = metrics_json(mase=0.500, smape=6.0, rmse=1000.0, coverage=0.80)
+    pr = metrics_json(mase=0.490, smape=6.6, rmse=1002.0, coverage=0.88)
     table, rows = metrics_table(pr, base, nominal_coverage=0.9)
-    assert _row(table, "MASE") == ["MASE", "0.500", "0.490", "-2.0 %", BETTER]
-    assert _row(table, "sMAPE %") == ["sMAPE %", "6.00", "6.60", "+10.0 %", WORSE]
-    assert _row(table, "RMSE") == ["RMSE", "1,000", "1,002", "+0.2 %", NEUTRAL]  # under 0.5 %
-    assert _row(table, "interval coverage") == [
+    assert table_row(table, "MASE") == ["MASE", "0.500", "0.490", "-2.0 %", BETTER, ""]
+    assert table_row(table, "sMAPE %") == ["sMAPE %", "6.00", "6.60", "+10.0 %", WORSE, ""]
+    rmse = table_row(table, "RMSE")
+    assert rmse == ["RMSE", "1,000", "1,002", "+0.2 %", NEUTRAL, ""]  # under 0.5 %
+    assert table_row(table, "interval coverage") == [
         "interval coverage",
         "80.0%",
         "88.0%",
         "+8.0 pp",
         BETTER,
+        "",
     ]
-    ratio = _row(table, "vs seasonal naive (MASE ratio)")
+    ratio = table_row(table, "vs seasonal naive (MASE ratio)")
     assert ratio[1:3] == ["0.357", "0.350"]
     assert ratio[4] == BETTER
     assert [row["label"] for row in rows][:2] == ["MASE", "sMAPE %"]
@@ -203,25 +125,87 @@ def test_metrics_table_numbers_deltas_and_markers() -> None:
 
 
 def test_coverage_is_better_closer_to_nominal_even_when_lower() -> None:
-    table, _ = metrics_table(_metrics(coverage=0.91), _metrics(coverage=0.97), 0.9)
-    assert _row(table, "interval coverage")[3:] == ["-6.0 pp", BETTER]
-    table, _ = metrics_table(_metrics(coverage=0.97), _metrics(coverage=0.91), 0.9)
-    assert _row(table, "interval coverage")[4] == WORSE
+    table, _ = metrics_table(metrics_json(coverage=0.91), metrics_json(coverage=0.97), 0.9)
+    assert table_row(table, "interval coverage")[3:5] == ["-6.0 pp", BETTER]
+    table, _ = metrics_table(metrics_json(coverage=0.97), metrics_json(coverage=0.91), 0.9)
+    assert table_row(table, "interval coverage")[4] == WORSE
 
 
 def test_none_values_show_a_dash_and_no_marker() -> None:
-    table, _rows = metrics_table(_metrics(sale=None, coverage=None), _metrics(), 0.9)
-    assert _row(table, "MAE, sale hours") == ["MAE, sale hours", "2,000", DASH, DASH, NEUTRAL]
-    assert _row(table, "interval coverage")[2:] == [DASH, DASH, NEUTRAL]
-    no_base, _ = metrics_table(_metrics(), None, 0.9)
-    assert _row(no_base, "MASE") == ["MASE", DASH, "0.500", DASH, NEUTRAL]
+    table, _rows = metrics_table(metrics_json(sale=None, coverage=None), metrics_json(), 0.9)
+    sale = table_row(table, "MAE, sale hours")
+    assert sale == ["MAE, sale hours", "2,000", DASH, DASH, NEUTRAL, ""]
+    assert table_row(table, "interval coverage")[2:5] == [DASH, DASH, NEUTRAL]
+    no_base, _ = metrics_table(metrics_json(), None, 0.9)
+    assert table_row(no_base, "MASE") == ["MASE", DASH, "0.500", DASH, NEUTRAL, ""]
+
+
+# --- 4b. the rows the gate judges ---------------------------------------------------------------
+
+GATED_COLUMN = 5  # metric | base | PR | Δ | marker | gate
+
+
+def _gated_rows(gate: GateConfig, pr: dict[str, Any], *, same_data: bool = True) -> dict[str, str]:
+    """Label → gate cell of each row of the report's metrics table that has one."""
+    base = metrics_json()
+    verdict = apply_gate(pr, base, gate, [], same_data=same_data)
+    report = render_markdown(report_inputs(pr_metrics=pr, base_metrics=base, verdict=verdict))
+    table = report.split("## Metrics\n\n")[1].split("\n\n")[0]
+    rows = [table_row(table, line.split("|")[1].strip()) for line in table.splitlines()[2:]]
+    return {row[0]: row[GATED_COLUMN] for row in rows if row[GATED_COLUMN]}
+
+
+RATIO, SALE = "vs seasonal naive (MASE ratio)", "MAE, sale hours"
+
+
+@pytest.mark.parametrize(
+    ("gate", "same_data", "marked"),
+    [
+        (GateConfig(), True, {"MASE", SALE, RATIO}),
+        (GateConfig(must_beat_baseline=False), True, {"MASE", SALE}),
+        # New data: the base's metrics were measured on other data, only seasonal naive is the bar.
+        (GateConfig(), False, {RATIO}),
+        (GateConfig(must_beat_baseline=False), False, set()),
+    ],
+    ids=["default", "no-baseline-check", "new-data", "nothing-judged"],
+)
+def test_the_gate_column_marks_exactly_the_rows_the_gate_judged(
+    gate: GateConfig, same_data: bool, marked: set[str]
+) -> None:
+    assert set(_gated_rows(gate, metrics_json(mase=0.49), same_data=same_data)) == marked
+
+
+def test_a_backtest_without_sale_hours_leaves_the_sale_row_unjudged() -> None:
+    assert SALE not in _gated_rows(GATE, metrics_json(sale=None))
+
+
+def test_the_gate_column_shows_the_configured_limits_and_which_failed() -> None:
+    gate = GateConfig(max_mase_regression_pct=7.5, max_sale_error_regression_pct=12.0)
+    cells = _gated_rows(gate, metrics_json(mase=0.55, sale=2100.0))  # +10 % MASE, +5 % sale
+    assert cells["MASE"].startswith("❌")
+    assert "+7.5 %" in cells["MASE"]
+    assert cells[SALE].startswith("✅")
+    assert "+12 %" in cells[SALE]
+    assert cells[RATIO].startswith("✅")  # 0.55 still beats seasonal naive's 1.4
+    worse_than_naive = _gated_rows(gate, metrics_json(mase=2.0))
+    assert worse_than_naive[RATIO].startswith("❌")
+
+
+def test_the_json_rows_carry_the_gate_too() -> None:
+    pr = metrics_json(mase=0.6)
+    verdict = apply_gate(pr, metrics_json(), GATE, [])
+    rows = render_json(report_inputs(pr_metrics=pr, verdict=verdict))["metrics"]
+    gated = {row["label"]: row["gate"] for row in rows if row["gate"] is not None}
+    assert gated["MASE"]["passed"] is False
+    assert set(gated) == {"MASE", SALE, RATIO}
 
 
 # --- 2 + validation failure ---------------------------------------------------------------------
 
 
 def test_failed_validation_replaces_sections_3_to_7_and_embeds_the_failure_table() -> None:
-    report = render_markdown(_inputs(validation=FAILED, validation_md=FAILED_MD, verdict=None))
+    failed = report_inputs(validation=FAILED, validation_md=FAILED_MD, verdict=None)
+    report = render_markdown(failed)
     assert report.splitlines()[0] == f"**{VALIDATION_FAILED}**"
     assert "| `data/raw/traffic.csv` | `sessions` | greater_than_or_equal_to(0) |" in report
     assert "| File | Column | Check |" in report
@@ -230,14 +214,14 @@ def test_failed_validation_replaces_sections_3_to_7_and_embeds_the_failure_table
     for heading in SECTIONS[1:]:
         assert heading not in report
     assert "reproduce:" in report
-    payload = render_json(_inputs(validation=FAILED, verdict=None))
+    payload = render_json(report_inputs(validation=FAILED, verdict=None))
     assert payload["passed"] is False
     assert payload["headline"] == VALIDATION_FAILED
 
 
 def test_data_section_says_whether_the_data_version_changed() -> None:
-    assert "(unchanged)" in render_markdown(_inputs())
-    changed = render_markdown(_inputs(data_version_base="d0.dir"))
+    assert "(unchanged)" in render_markdown(report_inputs())
+    changed = render_markdown(report_inputs(data_version_base="d0.dir"))
     assert "changed from `d0.dir`" in changed
 
 
@@ -246,25 +230,25 @@ def test_files_table_compares_each_raw_file_with_the_base() -> None:
     pr = {"data/raw/traffic.csv": longer, "data/raw/new.csv": {"md5": "cc", "rows": 5}}
     base = {"files": {"data/raw/traffic.csv": TRAFFIC_FILE, "data/raw/gone.csv": {"rows": 9}}}
     table = files_table(pr, base)
-    assert _row(table, "`data/raw/traffic.csv`") == [
+    assert table_row(table, "`data/raw/traffic.csv`") == [
         "`data/raw/traffic.csv`",
         "72",
         "+24",
         "2025-06-01 00:00 → 2025-06-03 23:00",
         "changed",
     ]
-    assert _row(table, "`data/raw/new.csv`")[1:] == ["5", DASH, DASH, "new"]
-    assert _row(table, "`data/raw/gone.csv`")[1:] == [DASH, DASH, DASH, "removed"]
+    assert table_row(table, "`data/raw/new.csv`")[1:] == ["5", DASH, DASH, "new"]
+    assert table_row(table, "`data/raw/gone.csv`")[1:] == [DASH, DASH, DASH, "removed"]
     same = files_table(
         {"data/raw/traffic.csv": TRAFFIC_FILE}, {"files": {"data/raw/traffic.csv": TRAFFIC_FILE}}
     )
-    assert _row(same, "`data/raw/traffic.csv`")[2:] == [
+    assert table_row(same, "`data/raw/traffic.csv`")[2:] == [
         "+0",
         "2025-06-01 00:00 → 2025-06-02 23:00",
         "unchanged",
     ]
     # A base from before per-file hashes were recorded: no comparison rather than a wrong one.
-    assert _row(files_table(pr, {"rows": {}}), "`data/raw/traffic.csv`")[4] == DASH
+    assert table_row(files_table(pr, {"rows": {}}), "`data/raw/traffic.csv`")[4] == DASH
 
 
 # --- 5. plots -----------------------------------------------------------------------------------
@@ -275,7 +259,7 @@ def _mermaid_blocks(text: str) -> list[str]:
 
 
 def test_mermaid_blocks_are_valid_looking_and_short() -> None:
-    report = render_markdown(_inputs())
+    report = render_markdown(report_inputs())
     blocks = _mermaid_blocks(report)
     assert len(blocks) == 2
     for block in blocks:
@@ -296,11 +280,11 @@ def test_long_lines_are_thinned_and_mismatched_base_is_left_out() -> None:
     values = re.search(r"line \[(.*)\]", long)
     assert values is not None
     assert len(values.group(1).split(",")) == MAX_POINTS
-    other_hours = _forecast(folds=4)
-    chart, legend = forecast_chart(_forecast(), other_hours)
+    other_hours = forecast_frame(folds=4)
+    chart, legend = forecast_chart(forecast_frame(), other_hours)
     assert chart.count("line [") == 2
     assert "not drawn" in legend
-    chart, _ = horizon_chart(_horizon(), None)
+    chart, _ = horizon_chart(horizon_frame(), None)
     assert chart.count("line [") == 1
     assert "[50, 50, 50" in chart
 
@@ -318,7 +302,7 @@ def test_capacity_section_numbers() -> None:
     assert capacity_section(None, "Skipped: no infrastructure table.") == (
         "Skipped: no infrastructure table."
     )
-    payload = render_json(_inputs(capacity=impact))
+    payload = render_json(report_inputs(capacity=impact))
     assert payload["capacity"]["instances_pr"] == 200
 
 
@@ -326,7 +310,7 @@ def test_capacity_section_numbers() -> None:
 
 
 def test_sections_come_in_order_with_explain_and_footer() -> None:
-    report = render_markdown(_inputs())
+    report = render_markdown(report_inputs())
     positions = [report.index(f"\n{heading}\n") for heading in SECTIONS]
     assert positions == sorted(positions)
     assert report.index("**✅") == 0
@@ -335,10 +319,15 @@ def test_sections_come_in_order_with_explain_and_footer() -> None:
     assert "3. c (MASE +0.50" in report
     assert "4. " not in report.split("## Explainability")[1]
     assert "`git checkout abc1234 && make data && dvc repro`" in report
-    assert report.rstrip().endswith("used the embedded default")
+    footer = report.split("\n---\n")[1]
+    assert "Data remote: `storage`" in footer
+    assert footer.rstrip().splitlines()[-1].startswith("**Files**")
 
 
 # --- integration: a temporary repository ------------------------------------------------------
+
+
+S3_REMOTE = "s3://team-private-bucket/traffic-forecast"
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +343,19 @@ def pr_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-def _project(repo: Path, *args: str, event: Path | None = None) -> subprocess.CompletedProcess[str]:
+# What GitHub Actions sets, cleared so that a run is local unless a test says otherwise.
+GITHUB_RUN = (
+    "GITHUB_EVENT_PATH",
+    "GITHUB_ACTIONS",
+    "GITHUB_SERVER_URL",
+    "GITHUB_REPOSITORY",
+    "GITHUB_RUN_ID",
+)
+
+
+def _project(
+    repo: Path, *args: str, event: Path | None = None, actions: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     venv_bin = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -362,7 +363,9 @@ def _project(repo: Path, *args: str, event: Path | None = None) -> subprocess.Co
         "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
     }
-    env.pop("GITHUB_EVENT_PATH", None)
+    for name in GITHUB_RUN:
+        env.pop(name, None)
+    env.update(actions or {})
     if event is not None:
         env["GITHUB_EVENT_PATH"] = str(event)
     return subprocess.run(
@@ -378,9 +381,23 @@ def _project(repo: Path, *args: str, event: Path | None = None) -> subprocess.Co
 
 @pytest.mark.slow
 def test_report_in_a_repository_against_a_base_branch(pr_repo: Path) -> None:
-    done = _project(pr_repo, "report", "--base", "main")
+    # A run whose configured remote is an S3 bucket it had no credentials for.
+    remote = pr_repo / "reports" / "remote.json"
+    record = asdict(choose_remote("storage", S3_REMOTE, {}))
+    remote.write_text(json.dumps(record), encoding="utf-8")
+    try:
+        done = _project(pr_repo, "report", "--base", "main")
+    finally:
+        remote.unlink()
     assert done.returncode == 0, done.stderr
     report = (pr_repo / "reports" / "report.md").read_text(encoding="utf-8")
+    published = report + (pr_repo / "reports" / "report.json").read_text(encoding="utf-8")
+    for private in (S3_REMOTE, "team-private-bucket", EMBEDDED_REMOTE, str(pr_repo)):
+        assert private not in published, private
+    assert "Data remote: `storage` (s3) is configured" in report
+    assert "**Override label** `gate-override`: this run was not given" in report  # no event
+    assert "actions/runs" not in report  # not in GitHub Actions: no link to a run
+    assert table_row(report, "MASE")[5].startswith("✅ at most +2 % vs base")
     assert report.startswith("**✅ Gate passed")  # same metrics as the base: nothing worse
     assert "| `backtest.coverage` | `0.9` | `0.8` |" in report
     assert "| metric | base | PR | Δ | |" in report
@@ -408,7 +425,17 @@ def test_base_and_labels_come_from_the_pull_request_event(pr_repo: Path, tmp_pat
     base_sha = git(pr_repo, "rev-parse", "main")
     try:
         plain = _pull_request_event(tmp_path / "plain.json", base_sha, ["docs"])
-        assert _project(pr_repo, "report", event=plain).returncode == 0
+        actions = {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_SERVER_URL": "https://github.com",
+            "GITHUB_REPOSITORY": "acme/traffic-forecast",
+            "GITHUB_RUN_ID": "42",
+        }
+        assert _project(pr_repo, "report", event=plain, actions=actions).returncode == 0
+        report = (pr_repo / "reports" / "report.md").read_text(encoding="utf-8")
+        assert "**Override label** `gate-override`: not applied." in report
+        run = "https://github.com/acme/traffic-forecast/actions/runs/42"
+        assert f"the artifact `pr-report` of [this workflow run]({run})" in report
         verdict = json.loads((pr_repo / "reports" / "report.json").read_text(encoding="utf-8"))
         assert verdict["passed"] is False
         assert verdict["headline"].startswith("❌ Gate failed: MASE +20.0 % vs base")
@@ -423,6 +450,7 @@ def test_base_and_labels_come_from_the_pull_request_event(pr_repo: Path, tmp_pat
         assert (verdict["passed"], verdict["overridden"]) == (True, True)
         report = (pr_repo / "reports" / "report.md").read_text(encoding="utf-8")
         assert report.startswith("**⚠️ Gate overridden by label: MASE +20.0 % vs base")
+        assert "**Override label** `gate-override`: applied." in report
         assert _project(pr_repo, "gate").returncode == 0
     finally:
         git(pr_repo, "checkout", "--", "reports/metrics.json")

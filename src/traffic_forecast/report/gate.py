@@ -26,12 +26,22 @@ REPORT_JSON = "report.json"  # written by `traffic-forecast report`
 
 
 @dataclass(frozen=True)
+class Judged:
+    """A figure of ``metrics.json`` a gate check judged, its limit, and whether it held."""
+
+    path: tuple[str, ...]  # where the figure is in metrics.json
+    limit: str
+    passed: bool
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The gate's decision and every check behind it, in words a reviewer reads."""
 
     passed: bool
     overridden: bool
     checks: list[tuple[str, bool]] = field(default_factory=list)  # (description, passed)
+    judged: list[Judged] = field(default_factory=list)  # the metrics those checks read
 
     @property
     def failures(self) -> list[str]:
@@ -73,6 +83,7 @@ def apply_gate(
     """
     model = pr["model"]
     checks: list[tuple[str, bool]] = []
+    judged: list[Judged] = []
     if gate.require_current_lock and lock is not None:
         stages = sorted({entry.split(":")[0] for entry in lock.get("stale", [])})
         text = (
@@ -83,35 +94,34 @@ def apply_gate(
         checks.append((text, bool(lock.get("current"))))
     if gate.must_beat_baseline:
         baseline_mase = pr["baseline"]["mase"]
-        checks.append(
-            (
-                f"MASE {model['mase']:.3f} vs seasonal naive {baseline_mase:.3f}",
-                model["mase"] < baseline_mase,
-            )
-        )
+        beats = model["mase"] < baseline_mase
+        checks.append((f"MASE {model['mase']:.3f} vs seasonal naive {baseline_mase:.3f}", beats))
+        # The metrics table shows this check as the ratio model/seasonal naive: below 1 beats it.
+        judged.append(Judged(("mase_vs_baseline",), "below 1", beats))
     if base is not None and not same_data:
         checks.append(("new data version: metrics not compared with the base's (other data)", True))
     elif base is not None:
         mase_change = _change_pct(model["mase"], base["model"]["mase"])
-        checks.append(
-            (
-                f"MASE {mase_change:+.1f} % vs base (limit +{gate.max_mase_regression_pct:g} %)",
-                mase_change <= gate.max_mase_regression_pct,
-            )
-        )
+        mase_limit = f"+{gate.max_mase_regression_pct:g} %"
+        mase_ok = mase_change <= gate.max_mase_regression_pct
+        checks.append((f"MASE {mase_change:+.1f} % vs base (limit {mase_limit})", mase_ok))
+        judged.append(Judged(("model", "mase"), f"at most {mase_limit} vs base", mase_ok))
         new_sale, old_sale = model.get("mae_sale_hours"), base["model"].get("mae_sale_hours")
         if _is_number(new_sale) and _is_number(old_sale):  # no sale hour in a backtest: no check
             sale_change = _change_pct(new_sale, old_sale)
+            sale_limit = f"+{gate.max_sale_error_regression_pct:g} %"
+            sale_ok = sale_change <= gate.max_sale_error_regression_pct
             checks.append(
-                (
-                    f"sale-hour MAE {sale_change:+.1f} % vs base "
-                    f"(limit +{gate.max_sale_error_regression_pct:g} %)",
-                    sale_change <= gate.max_sale_error_regression_pct,
-                )
+                (f"sale-hour MAE {sale_change:+.1f} % vs base (limit {sale_limit})", sale_ok)
+            )
+            judged.append(
+                Judged(("model", "mae_sale_hours"), f"at most {sale_limit} vs base", sale_ok)
             )
     failed = any(not ok for _, ok in checks)
     overridden = failed and gate.override_label in labels
-    return Verdict(passed=not failed or overridden, overridden=overridden, checks=checks)
+    return Verdict(
+        passed=not failed or overridden, overridden=overridden, checks=checks, judged=judged
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -27,6 +27,8 @@ from traffic_forecast.forecasting.capacity import learn_capacity
 from traffic_forecast.pipeline import outputs
 from traffic_forecast.report.gate import apply_gate
 from traffic_forecast.report.lockcheck import LOCK_FILE
+from traffic_forecast.report.notes import remote_line, run_url
+from traffic_forecast.report.redact import private_values
 from traffic_forecast.report.render import ReportInputs, render_json, render_markdown
 from traffic_forecast.report.sections import CapacityImpact
 
@@ -156,10 +158,9 @@ def _json(text: str | None) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def remote_note(reports: Path) -> str | None:
-    """What ``traffic-forecast remote`` recorded about the DVC remote of this run."""
-    recorded = _json(_file(reports / REMOTE_FILE))
-    return None if recorded is None else str(recorded.get("note", ""))
+def remote_record(reports: Path) -> dict[str, Any] | None:
+    """What ``traffic-forecast remote`` recorded about the DVC remote of this run (URLs too)."""
+    return _json(_file(reports / REMOTE_FILE))
 
 
 @dataclass(frozen=True)
@@ -191,8 +192,11 @@ def _ref_label(ref: str) -> str:
     return short if not short or ref.startswith(short) else f"{ref} ({short})"
 
 
-def gather(base: str, labels: list[str], cfg: Config) -> ReportInputs:
-    """Read everything the report shows, for the PR (workspace) and ``base`` (git, DVC)."""
+def gather(base: str, labels: list[str] | None, cfg: Config) -> ReportInputs:
+    """Read everything the report shows, for the PR (workspace) and ``base`` (git, DVC).
+
+    ``labels`` are the pull request's, or None when this run was not told them.
+    """
     if _run(["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"]) is None:
         raise PipelineInputError(f"base {base!r} is not a commit here: fetch it first")
     paths = cfg.paths
@@ -207,12 +211,13 @@ def gather(base: str, labels: list[str], cfg: Config) -> ReportInputs:
     if validation.get("passed") and pr_metrics is not None:
         lock = _json(_file(reports / LOCK_FILE))
         same = base_version in {None, data_version()}
-        verdict = apply_gate(pr_metrics, base_m, cfg.gate, labels, lock, same_data=same)
+        verdict = apply_gate(pr_metrics, base_m, cfg.gate, labels or [], lock, same_data=same)
     forecast_pr = _read_csv(_file(outputs.FORECAST_PLOT_DATA.path(paths)))
     forecast_base = _read_csv(git_show(base, outputs.FORECAST_PLOT_DATA.path(paths).as_posix()))
     impact, reason = capacity_impact(cfg.capacity, paths, forecast_pr, forecast_base)
     explain = _file(outputs.EXPLAIN_CSV.path(paths))
     commit = (_run(["git", "rev-parse", "--short", "HEAD"]) or "unknown").strip()
+    remote = remote_record(reports)
     return ReportInputs(
         base_ref=_ref_label(base),
         commit=commit,
@@ -233,17 +238,20 @@ def gather(base: str, labels: list[str], cfg: Config) -> ReportInputs:
         capacity=impact,
         capacity_reason=reason,
         explain=_read_csv(explain),
-        remote_note=remote_note(reports),
+        remote_note=remote_line(remote),
+        override_label=cfg.gate.override_label,
+        labels=None if labels is None else tuple(labels),
+        run_url=run_url(os.environ),
+        private=private_values(os.environ, remote, Path.cwd(), Path.home()),
     )
 
 
 def _report(args: argparse.Namespace) -> int:
     event = pull_request_event(os.environ.get("GITHUB_EVENT_PATH"))
     base = args.base or (event.base_sha if event else DEFAULT_BASE)
+    labels: list[str] | None = event.labels if event else None  # None: not known here
     if args.labels is not None:
         labels = [label.strip() for label in args.labels.split(",") if label.strip()]
-    else:
-        labels = event.labels if event else []
     cfg = load_config()
     inputs = gather(base, labels, cfg)
     reports = Path(cfg.paths.reports_dir)

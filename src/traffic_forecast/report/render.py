@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,12 +10,13 @@ import pandas as pd
 
 from traffic_forecast.report.charts import forecast_chart, horizon_chart
 from traffic_forecast.report.gate import Verdict
+from traffic_forecast.report.notes import footer, override_line
+from traffic_forecast.report.redact import redact, redact_json
 from traffic_forecast.report.sections import (
     CapacityImpact,
     capacity_section,
     data_section,
     explain_section,
-    footer,
     leaf_changes,
     metrics_table,
     params_table,
@@ -58,7 +60,11 @@ class ReportInputs:
     capacity: CapacityImpact | None = None
     capacity_reason: str = "Capacity impact not computed."
     explain: pd.DataFrame | None = None
-    remote_note: str | None = None
+    remote_note: str | None = None  # the remote's name and kind of store, never its URL
+    override_label: str | None = None  # the PR label that overrides a failed gate
+    labels: tuple[str, ...] | None = None  # the PR's labels; None: not known to this run
+    run_url: str | None = None  # the workflow run's page, where its artifacts are
+    private: Mapping[str, str] = field(default_factory=dict)  # never printed: value → stand-in
 
     @property
     def validation_passed(self) -> bool:
@@ -76,15 +82,17 @@ def _plots(inputs: ReportInputs) -> str:
         parts += [chart, legend, ""]
     if not parts:
         parts = ["No plot data in `reports/plots/`.", ""]
-    parts.append("The PNGs (`reports/*.png`) are kept as workflow artifacts.")
+    parts.append("PNG versions of these plots, and more: **Files** at the end.")
     return "\n".join(parts)
 
 
 def render_markdown(inputs: ReportInputs) -> str:
     """The whole report: verdict, data, params, metrics, plots, capacity, drivers, footer."""
-    out = [
-        f"**{verdict_line(inputs.verdict, inputs.validation_passed)}**",
-        "",
+    out = [f"**{verdict_line(inputs.verdict, inputs.validation_passed)}**", ""]
+    if inputs.override_label:
+        label, labels = inputs.override_label, inputs.labels
+        out += [override_line(inputs.verdict, inputs.validation_passed, label, labels), ""]
+    out += [
         f"PR `{inputs.commit}` vs base `{inputs.base_ref}`",
         "",
         SECTIONS[0],
@@ -102,7 +110,7 @@ def render_markdown(inputs: ReportInputs) -> str:
         reason = SKIPPED if not inputs.validation_passed else "No `reports/metrics.json`."
         out += [reason, ""]
     else:
-        table, _ = metrics_table(inputs.pr_metrics, inputs.base_metrics, inputs.nominal_coverage)
+        table, _ = _metrics(inputs, inputs.pr_metrics)
         bodies = (
             params_table(inputs.params_changed),
             table,
@@ -112,8 +120,13 @@ def render_markdown(inputs: ReportInputs) -> str:
         )
         for heading, body in zip(SECTIONS[1:], bodies, strict=True):
             out += [heading, "", body, ""]
-    out.append(footer(inputs.commit, inputs.data_version_pr, inputs.remote_note))
-    return "\n".join(out) + "\n"
+    out.append(footer(inputs.commit, inputs.data_version_pr, inputs.remote_note, inputs.run_url))
+    return redact("\n".join(out) + "\n", inputs.private)
+
+
+def _metrics(inputs: ReportInputs, pr: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    judged = [] if inputs.verdict is None else inputs.verdict.judged
+    return metrics_table(pr, inputs.base_metrics, inputs.nominal_coverage, judged)
 
 
 def render_json(inputs: ReportInputs) -> dict[str, Any]:
@@ -125,6 +138,7 @@ def render_json(inputs: ReportInputs) -> dict[str, Any]:
         "headline": verdict_line(verdict, inputs.validation_passed),
         "passed": inputs.validation_passed and verdict is not None and verdict.passed,
         "overridden": verdict is not None and verdict.overridden,
+        "override_label": inputs.override_label,
         "checks": [] if verdict is None else [list(c) for c in verdict.checks],
         "validation_passed": inputs.validation_passed,
         "data_version": {"pr": inputs.data_version_pr, "base": inputs.data_version_base},
@@ -136,8 +150,7 @@ def render_json(inputs: ReportInputs) -> dict[str, Any]:
         "capacity": None,
     }
     if inputs.validation_passed and inputs.pr_metrics is not None:
-        _, rows = metrics_table(inputs.pr_metrics, inputs.base_metrics, inputs.nominal_coverage)
-        payload["metrics"] = rows
+        payload["metrics"] = _metrics(inputs, inputs.pr_metrics)[1]
     if inputs.capacity is not None:
         impact = inputs.capacity
         payload["capacity"] = {
@@ -148,4 +161,4 @@ def render_json(inputs: ReportInputs) -> dict[str, Any]:
             "instances_pr": impact.instances_pr,
             "instances_base": impact.instances_base,
         }
-    return payload
+    return dict(redact_json(payload, inputs.private))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import ast
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from traffic_forecast.forecasting.capacity import Capacity
-from traffic_forecast.report.gate import Verdict
+from traffic_forecast.report.gate import Judged, Verdict
 
 VALIDATION_FAILED = "❌ Data validation failed: training did not run"
 NEUTRAL_PCT = 0.5  # |Δ| below this (in %, or percentage points for coverage) is noise: ⚪
@@ -82,22 +82,46 @@ def compare_metric(
     return {"label": row.label, "base": old, "pr": new, "delta": delta, "marker": marker}
 
 
+def _gate_cell(judged: Judged | None) -> str:
+    if judged is None:
+        return ""
+    return f"{'✅' if judged.passed else '❌'} {judged.limit}"
+
+
 def metrics_table(
-    pr: dict[str, Any], base: dict[str, Any] | None, nominal_coverage: float
+    pr: dict[str, Any],
+    base: dict[str, Any] | None,
+    nominal_coverage: float,
+    judged: Sequence[Judged] = (),
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The metrics table (metric | base | PR | Δ | marker) and its rows as data."""
+    """The metrics table (metric | base | PR | Δ | marker | gate) and its rows as data.
+
+    ``judged`` (the verdict's) fills the gate column: the rows the gate checked, and their limits.
+    """
+    by_path = {j.path: j for j in judged}
     rows = [compare_metric(row, pr, base, nominal_coverage) for row in METRIC_ROWS]
-    lines = ["| metric | base | PR | Δ | |", "|---|---:|---:|---:|---|"]
+    lines = ["| metric | base | PR | Δ | | gate |", "|---|---:|---:|---:|---|---|"]
     for spec, row in zip(METRIC_ROWS, rows, strict=True):
         cells = [DASH if row[k] is None else spec.form.format(row[k]) for k in ("base", "pr")]
         delta = row["delta"]
         unit = " pp" if spec.coverage else " %"
         shown = DASH if delta is None else f"{delta:+.1f}{unit}"
-        lines.append(f"| {spec.label} | {cells[0]} | {cells[1]} | {shown} | {row['marker']} |")
+        gate = by_path.get(spec.path)
+        row["gate"] = None if gate is None else {"limit": gate.limit, "passed": gate.passed}
+        lines.append(
+            f"| {spec.label} | {cells[0]} | {cells[1]} | {shown} | {row['marker']} | "
+            f"{_gate_cell(gate)} |"
+        )
+    gated = (
+        "**gate**: the rows the pass/fail gate judged in this run, with their limits "
+        "(`conf/gate/`); the other rows are context."
+        if by_path
+        else "**gate**: the gate judged no row of this table in this run."
+    )
     note = (
         f"\nLower is better; coverage is better closer to the nominal {nominal_coverage:.0%}. "
-        f"⚪: a change under {NEUTRAL_PCT:g} % (pp for coverage). The base is not retrained: "
-        "its numbers are its committed `reports/metrics.json`."
+        f"⚪: a change under {NEUTRAL_PCT:g} % (pp for coverage). {gated} The base is not "
+        "retrained: its numbers are its committed `reports/metrics.json`."
     )
     return "\n".join(lines) + "\n" + note, rows
 
@@ -274,15 +298,3 @@ def explain_section(explain: pd.DataFrame | None, top: int = 3) -> str:
         f"{i}. {row.feature} (MASE +{row.importance:.2f} when shuffled)"
         for i, row in enumerate(ranked.itertuples(), start=1)
     )
-
-
-def footer(commit: str, data_version: str, remote_note: str | None) -> str:
-    """Commit, data version, how to reproduce, and where the data came from."""
-    lines = [
-        "---",
-        f"commit `{commit}` · data `{data_version}` · reproduce: "
-        f"`git checkout {commit} && make data && dvc repro`",
-    ]
-    if remote_note:
-        lines.append(f"\nData remote: {remote_note}")
-    return "\n".join(lines)
