@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.deploy.load import Load
+from tests.deploy.load import Loads
 from tests.packaged import Packaged
 from tests.serving.server import free_port
 from traffic_forecast.core.config import Config
@@ -31,6 +33,7 @@ from traffic_forecast.serving import artifacts, bento, predictions
 from traffic_forecast.serving.guard import VERSION_HEADER
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
+RUNNER_MARK = "RUNNER_TRACKING_ID"
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,13 @@ def cfg(base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         ),
     )
     config = dataclasses.replace(base_config, deploy=deploy)
-    yield config
-    rollout.stop_all(config)
+    # As in a job on a GitHub self-hosted runner, which kills what carries this when it ends.
+    os.environ[RUNNER_MARK] = "github_blue-green-test"
+    try:
+        yield config
+    finally:
+        del os.environ[RUNNER_MARK]
+        rollout.stop_all(config)
 
 
 def _router(cfg: Config) -> str:
@@ -182,7 +190,7 @@ def _failing(
 ) -> None:
     blue = slots.url(cfg.deploy, cfg.deploy.blue_port)
     counted = _requests_counted(blue)
-    with Load(_router(cfg) + "/forecast") as load_run:
+    with Loads(_router(cfg) + "/forecast") as load_run:
         with pytest.raises(DeployError, match=expected) as raised:
             rollout.deploy(tag, cfg)
         failed = time.perf_counter()
@@ -232,9 +240,9 @@ def test_a_green_worse_on_fresh_actuals_fails_the_validation_gate(
         Path(blue_live.deploy.validation.actuals_file).unlink()
 
 
-def test_a_router_config_nginx_refuses(blue_live: Config, bentos: Bentos) -> None:
-    bad = dataclasses.replace(blue_live.deploy, nginx_directives=["no_such_directive on;"])
-    _failing(dataclasses.replace(blue_live, deploy=bad), bentos, bentos.v2, "nginx -t refused")
+def test_a_router_config_haproxy_refuses(blue_live: Config, bentos: Bentos) -> None:
+    bad = dataclasses.replace(blue_live.deploy, router_directives=["no_such_directive on"])
+    _failing(dataclasses.replace(blue_live, deploy=bad), bentos, bentos.v2, "haproxy -c refused")
 
 
 def test_a_canary_over_its_latency_limit_gives_the_traffic_back(
@@ -258,7 +266,7 @@ def test_a_canary_over_its_latency_limit_gives_the_traffic_back(
 
 def test_a_deploy_then_a_rollback_drop_no_request(blue_live: Config, bentos: Bentos) -> None:
     v1, v2 = bentos.model(bentos.v1), bentos.model(bentos.v2)
-    with Load(_router(blue_live) + "/forecast") as during_deploy:
+    with Loads(_router(blue_live) + "/forecast") as during_deploy:
         outcome = rollout.deploy(bentos.v2, blue_live)
         switched = time.perf_counter()
     assert outcome.colour == "green"
@@ -266,7 +274,7 @@ def test_a_deploy_then_a_rollback_drop_no_request(blue_live: Config, bentos: Ben
     assert set(during_deploy.versions_sent_after(switched)) == {v2}
     print(f"\ndeploy: {outcome.summary()}\n  load: {during_deploy.summary()}")
 
-    with Load(_router(blue_live) + "/forecast") as during_rollback:
+    with Loads(_router(blue_live) + "/forecast") as during_rollback:
         back = rollout.rollback(blue_live)
         rolled = time.perf_counter()
     assert (back.colour, back.model) == ("blue", v1)
@@ -281,6 +289,31 @@ def test_a_deploy_then_a_rollback_drop_no_request(blue_live: Config, bentos: Ben
         assert files, sorted(p.name for p in logs.iterdir())
         served = [e for e in predictions.read(files) if e["model_version"] == model]
         assert len(served) > 10, len(served)  # the load's answers (earlier tests' models too)
+
+
+def _environ(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+
+def test_nothing_the_deploy_leaves_running_carries_the_runner_job_mark(blue_live: Config) -> None:
+    state_dir = Path(blue_live.deploy.state_dir)
+    state = load(state_dir)
+    router = Router(state.deployed(blue_live.deploy), state_dir)
+    master = router._master()
+    assert master is not None
+    left = [master, *slots.descendants(master)]
+    for slot in state.slots.values():  # both colours: one live, one in its rollback window
+        left += [slot.pid, *slots.descendants(slot.pid)]
+    left += [int(p.read_text()) for p in state_dir.glob("retire-*.pid")]
+    assert len(state.slots) == 2
+    assert len(left) > 6, left  # the router and its worker, servers, their workers, a retire
+    with subprocess.Popen(["sleep", "5"]) as control:  # what a plain start would inherit
+        assert f"{RUNNER_MARK}=github_blue-green-test".encode() in _environ(control.pid)
+        control.kill()
+    marked = [
+        pid for pid in left if any(v.startswith(f"{RUNNER_MARK}=".encode()) for v in _environ(pid))
+    ]
+    assert marked == [], [Path(f"/proc/{pid}/cmdline").read_bytes()[:80] for pid in marked]
 
 
 def test_the_load_check_fails_when_the_old_colour_dies_right_after_the_switch(
@@ -304,15 +337,14 @@ def test_the_load_check_fails_when_the_old_colour_dies_right_after_the_switch(
         "kind": "flash_sale",
     }
     what_if = {"horizon": 24, "events": [sale]}
-    with Load(_router(blue_live) + "/forecast", concurrency=8, body=what_if) as unsafe:
+    with Loads(_router(blue_live) + "/forecast", body=what_if) as unsafe:
         time.sleep(1)
-        router.apply(Route({green.port: 100}, "green"))
-        slots.kill(blue)  # no waiting for the old workers' requests
+        router.apply(Route({"green": 100}))
+        slots.kill(blue)  # no waiting for the requests it holds
         time.sleep(2)
-        router.apply(Route({green.port: 100}, "green"))
-    assert unsafe.failures, (
-        f"the harness saw no failure: {unsafe.summary()}, {unsafe.versions_sent_after(0)}"
-    )
+    for mode, run in unsafe.by_mode.items():  # each client sees it: keep-alive or not
+        assert run.failures, f"{mode}: the harness saw no failure: {unsafe.summary()}"
+
     # Put the deployment back in a known state for the tests that follow.
     rollout.stop_all(blue_live)
     rollout.deploy(bentos.v1, blue_live)
@@ -332,7 +364,7 @@ def test_shadow_and_canary_promote_a_healthy_green(blue_live: Config, bentos: Be
             max_p99_ms=10_000,
         ),
     )
-    with Load(_router(blue_live) + "/forecast") as load_run:
+    with Loads(_router(blue_live) + "/forecast") as load_run:
         outcome = rollout.deploy(bentos.v2, dataclasses.replace(blue_live, deploy=deploy))
     assert load_run.failures == [], load_run.summary()
     assert outcome.colour == "green"

@@ -126,7 +126,9 @@ def test_without_a_live_model_or_actuals_the_gate_passes_unless_actuals_are_requ
 
 
 def _log(status: int, seconds: float, upstream: str, at: float) -> str:
-    return json.dumps({"time": at, "status": status, "upstream": upstream, "request_time": seconds})
+    return json.dumps(
+        {"time": at, "status": status, "upstream": upstream, "request_ms": seconds * 1000}
+    )
 
 
 GREEN, BLUE = "127.0.0.1:3002", "127.0.0.1:3001"

@@ -1,85 +1,248 @@
-"""The router's nginx config: rendered from a route, and accepted by the real nginx -t."""
+"""The router: its HAProxy config, rendered and checked by ``haproxy -c``; then run for real.
+
+A real HAProxy in front of two small HTTP servers, switched at run time under load.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import http.client
+import http.server
+import json
 import shutil
-import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from tests.deploy.load import Load, Loads
+from tests.serving.server import free_port
 from traffic_forecast.core.config import DeployConfig
-from traffic_forecast.deploy.router import TEMP_DIRS, Route, Router, render
+from traffic_forecast.deploy import detached
+from traffic_forecast.deploy.router import Route, Router, commands, render
 from traffic_forecast.deploy.state import DeployError
+from traffic_forecast.serving.guard import VERSION_HEADER
 
 CFG = DeployConfig(router_port=18080, blue_port=13001, green_port=13002)
-needs_nginx = pytest.mark.skipif(
-    shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
-    reason="nginx is not installed (make system-deps)",
+needs_haproxy = pytest.mark.skipif(
+    shutil.which("haproxy") is None, reason="HAProxy is not installed (make system-deps)"
 )
 
 
-def _upstream(conf: str) -> list[str]:
-    block = conf.split("upstream traffic_forecast {")[1].split("}", maxsplit=1)[0]
-    return [line.strip() for line in block.splitlines() if line.strip().startswith("server ")]
+def _servers(conf: str) -> list[str]:
+    return [line.strip() for line in conf.splitlines() if line.strip().startswith("server ")]
 
 
 def test_all_traffic_to_one_colour(tmp_path: Path) -> None:
-    conf = render(Route({13002: 100}, "green"), CFG, tmp_path)
-    assert _upstream(conf) == ["server 127.0.0.1:13002 weight=100 max_fails=0;"]
-    assert "add_header X-Live-Colour green always;" in conf
-    assert "mirror" not in conf
-    assert f"pid {tmp_path}/nginx.pid;" in conf  # its own pid file, never the system nginx's
-
-
-def test_a_canary_step_splits_by_weight(tmp_path: Path) -> None:
-    conf = render(Route({13001: 95, 13002: 5}, "blue"), CFG, tmp_path)
-    assert _upstream(conf) == [
-        "server 127.0.0.1:13001 weight=95 max_fails=0;",
-        "server 127.0.0.1:13002 weight=5 max_fails=0;",
+    conf = render(Route({"green": 100}), CFG, tmp_path)
+    assert _servers(conf) == [
+        "server blue 127.0.0.1:13001 weight 0",
+        "server green 127.0.0.1:13002 weight 100",
+    ]
+    assert f"pidfile {tmp_path}/haproxy.pid" in conf  # its own pid file, never the system's
+    assert f"stats socket {tmp_path}/admin.sock mode 600 level admin" in conf
+    assert commands(Route({"green": 100}), CFG) == [
+        "set server live/green weight 100",  # first: never a moment with no colour weighted
+        "set server live/blue weight 0",
+        "shadow off",
     ]
 
 
-def test_a_shadow_mirrors_to_the_idle_colour(tmp_path: Path) -> None:
-    conf = render(Route({13001: 100}, "blue", mirror_port=13002), CFG, tmp_path)
-    assert "mirror /__shadow;" in conf
-    assert "proxy_pass http://127.0.0.1:13002$request_uri;" in conf
-    assert _upstream(conf) == ["server 127.0.0.1:13001 weight=100 max_fails=0;"]
+def test_a_canary_step_splits_by_weight(tmp_path: Path) -> None:
+    conf = render(Route({"blue": 95, "green": 5}), CFG, tmp_path)
+    assert _servers(conf) == [
+        "server blue 127.0.0.1:13001 weight 95",
+        "server green 127.0.0.1:13002 weight 5",
+    ]
 
 
-def _nginx_test(conf: str, prefix: Path) -> subprocess.CompletedProcess[str]:
-    for name in ("logs", *(f"temp/{d}" for d in TEMP_DIRS)):
-        (prefix / name).mkdir(parents=True, exist_ok=True)
-    path = prefix / "nginx.conf"
-    path.write_text(conf, encoding="utf-8")
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    return subprocess.run(
-        [nginx, "-t", "-p", str(prefix), "-e", str(prefix / "logs/error.log"), "-c", str(path)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+def test_a_shadow_copies_to_the_idle_colour() -> None:
+    assert commands(Route({"blue": 100}, mirror="green"), CFG)[-1] == "shadow 127.0.0.1:13002"
 
 
-@needs_nginx
+@needs_haproxy
 @pytest.mark.parametrize(
     "route",
-    [
-        Route({13001: 100}, "blue"),
-        Route({13001: 75, 13002: 25}, "blue"),
-        Route({13001: 100}, "blue", 13002),
-    ],
+    [Route({"blue": 100}), Route({"blue": 75, "green": 25}), Route({"blue": 100}, "green")],
     ids=["one", "canary", "shadow"],
 )
-def test_nginx_accepts_every_rendered_route(route: Route, tmp_path: Path) -> None:
-    checked = _nginx_test(render(route, CFG, tmp_path), tmp_path)
-    assert checked.returncode == 0, checked.stderr
+def test_haproxy_accepts_every_rendered_route(route: Route, tmp_path: Path) -> None:
+    router = Router(CFG, tmp_path)
+    router.prefix.mkdir(parents=True)
+    (router.prefix / "shadow.lua").write_bytes(
+        Path("src/traffic_forecast/deploy/shadow.lua").read_bytes()
+    )
+    router._check(render(route, CFG, router.prefix))
+    assert router.conf.is_file()
 
 
-@needs_nginx
-def test_a_config_nginx_refuses_never_replaces_the_live_one(tmp_path: Path) -> None:
-    bad = Router(dataclasses.replace(CFG, nginx_directives=["no_such_directive on;"]), tmp_path)
-    with pytest.raises(DeployError, match="nginx -t refused"):
-        bad.apply(Route({13001: 100}, "blue"))
+@needs_haproxy
+def test_a_config_haproxy_refuses_never_replaces_the_live_one(tmp_path: Path) -> None:
+    bad = Router(dataclasses.replace(CFG, router_directives=["no_such_directive on"]), tmp_path)
+    with pytest.raises(DeployError, match="haproxy -c refused"):
+        bad.apply(Route({"blue": 100}))
     assert not bad.conf.exists()  # nothing was put in place, nothing was started
-    assert (bad.prefix / "nginx.conf.rejected").read_text().count("no_such_directive") == 1
+    assert (bad.prefix / "haproxy.cfg.rejected").read_text().count("no_such_directive") == 1
     assert not bad.running()
+
+
+# --- a real HAProxy, switched at run time ----------------------------------------------------
+
+
+class _Colour(http.server.ThreadingHTTPServer):
+    """A stand-in colour: answers every POST with its name as the model version."""
+
+    daemon_threads = True
+
+    def __init__(self, name: str, port: int) -> None:
+        self.name, self.bodies = name, list[bytes]()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.bodies.append(body)
+                self.do_GET()
+
+            def do_GET(self) -> None:
+                answer = json.dumps({"colour": server.name}).encode()
+                self.send_response(200)
+                self.send_header(VERSION_HEADER, server.name)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        server = self
+        super().__init__(("127.0.0.1", port), Handler)
+        self.handle_error = lambda *_: None  # type: ignore[method-assign]  # a client gone
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@dataclasses.dataclass(frozen=True)
+class Routed:
+    """A router in front of the two stand-in colours."""
+
+    router: Router
+    colours: dict[str, _Colour]
+
+
+@pytest.fixture
+def routed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Routed]:
+    # As on a self-hosted runner: what the router leaves running must not carry the job's id.
+    monkeypatch.setenv("RUNNER_TRACKING_ID", "github_test-job")
+    cfg = dataclasses.replace(
+        CFG, router_port=free_port(), blue_port=free_port(), green_port=free_port()
+    )
+    colours = {"blue": _Colour("blue", cfg.blue_port), "green": _Colour("green", cfg.green_port)}
+    router = Router(cfg, tmp_path)
+    try:
+        yield Routed(router, colours)
+    finally:
+        router.stop()
+        for colour in colours.values():
+            colour.shutdown()
+            colour.server_close()
+
+
+def _post(url: str, body: str) -> str | None:
+    """One request on a new connection: the version that answered."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        connection.request(
+            "POST", parts.path, body=body, headers={"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        response.read()
+        return response.getheader(VERSION_HEADER)
+    finally:
+        connection.close()
+
+
+@pytest.mark.serial
+@pytest.mark.slow
+@needs_haproxy
+def test_switches_at_run_time_drop_no_request_of_any_client(routed: Routed) -> None:
+    router = routed.router
+    router.apply(Route({"blue": 100}))
+    router.confirm("blue")
+    master = router._master()
+    with Loads(router.url + "/forecast") as loads:
+        for turn in range(20):  # deploys, rollbacks and canary steps, back to back
+            router.apply(Route({"green": 100} if turn % 2 == 0 else {"blue": 100}))
+            router.apply(Route({"blue": 75, "green": 25}))
+            router.apply(Route({"blue": 100} if turn % 2 == 0 else {"green": 100}))
+            time.sleep(0.05)
+    assert loads.failures == [], loads.summary()
+    assert router._master() == master  # never restarted
+    for mode, load in loads.by_mode.items():
+        assert set(load.versions_sent_after(0)) == {"blue", "green"}, mode
+    assert loads.by_mode["keep-alive"].reused > 0.9 * len(loads.by_mode["keep-alive"].answers)
+    print(f"\n60 run-time switches: {loads.summary()}")
+
+
+@pytest.mark.serial
+@pytest.mark.slow
+@needs_haproxy
+def test_the_keep_alive_harness_sees_a_router_that_drops_its_clients(routed: Routed) -> None:
+    """Negative control: stopping the router under keep-alive clients breaks their requests."""
+    router = routed.router
+    router.apply(Route({"blue": 100}))
+    with Load(router.url + "/forecast", mode="keep-alive") as load:
+        time.sleep(0.3)
+        router.stop()
+        router.apply(Route({"blue": 100}))  # a restart: every open connection is gone
+        time.sleep(0.3)
+    assert load.failures, load.summary()
+    assert load.answers[-1].status == 200  # and the clients came back
+
+
+@pytest.mark.serial
+@pytest.mark.slow
+@needs_haproxy
+def test_a_shadow_copies_each_request_and_its_body_to_the_other_colour(routed: Routed) -> None:
+    router, green = routed.router, routed.colours["green"]
+    router.apply(Route({"blue": 100}, mirror="green"))
+    body = json.dumps({"horizon": 24, "events": [{"kind": "flash_sale"}]})
+    for _ in range(5):
+        assert _post(router.url + "/forecast", body) == "blue"
+    deadline = time.perf_counter() + 5
+    while len(green.bodies) < 5 and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    assert green.bodies == [body.encode()] * 5
+    router.apply(Route({"blue": 100}))  # off: no more copies
+    _post(router.url + "/forecast", body)
+    time.sleep(0.3)
+    assert len(green.bodies) == 5
+
+
+@pytest.mark.serial
+@pytest.mark.slow
+@needs_haproxy
+def test_the_router_runs_without_the_runner_job_mark(routed: Routed) -> None:
+    router = routed.router
+    router.apply(Route({"blue": 100}))
+    master = router._master()
+    assert master is not None
+    assert master in detached.CHILDREN
+    for pid in (master, *_children(master)):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert not any(v.startswith(b"RUNNER_TRACKING_ID=") for v in environ), pid
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"\nPPid:\t{pid}\n" in status.read_text():
+                found.append(int(status.parent.name))
+        except OSError:
+            continue
+    return found

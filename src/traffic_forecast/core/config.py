@@ -254,9 +254,9 @@ class CanaryConfig:
 
 @dataclass
 class DeployConfig:
-    """Blue/green on one machine: nginx in front of two `bentoml serve` slots."""
+    """Blue/green on one machine: HAProxy in front of two `bentoml serve` slots."""
 
-    state_dir: str = ".deploy"  # nginx prefix, config, logs and the state file
+    state_dir: str = ".deploy"  # the router's config, socket and logs; the state file
     host: str = "127.0.0.1"
     router_port: int = 8080
     blue_port: int = 3001
@@ -266,8 +266,8 @@ class DeployConfig:
     rollback_window_s: float = 600.0  # the old colour keeps running this long after a switch
     stop_timeout_s: float = 30.0  # graceful stop of a colour, then SIGKILL
     smoke_horizon: int = 24
-    nginx: str = "nginx"
-    nginx_directives: list[str] = field(default_factory=list)  # extra `server` directives
+    haproxy: str = "haproxy"
+    router_directives: list[str] = field(default_factory=list)  # extra `frontend` directives
     validation: ValidationGateConfig = field(default_factory=ValidationGateConfig)
     shadow: ShadowConfig = field(default_factory=ShadowConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)

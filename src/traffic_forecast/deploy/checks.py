@@ -194,7 +194,8 @@ class StepVerdict:
 
 def canary_verdict(lines: list[str], upstream: str, since: float, cfg: CanaryConfig) -> StepVerdict:
     """Error rate and p99 of the new colour's answers logged after ``since`` (epoch seconds)."""
-    entries = [json.loads(line) for line in lines if line.strip()]
+    # The router's JSON lines (the shadow's copies are logged in HAProxy's own format: skipped).
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
     ours = [e for e in entries if e["time"] >= since and upstream in e["upstream"]]
     if len(ours) < max(cfg.min_requests, 1):
         ok = len(ours) >= cfg.min_requests
@@ -202,7 +203,7 @@ def canary_verdict(lines: list[str], upstream: str, since: float, cfg: CanaryCon
             ok, f"{len(ours)} requests to judge (minimum {cfg.min_requests})", len(ours)
         )
     errors = sum(1 for e in ours if e["status"] >= 500)
-    p99_ms = float(np.quantile([e["request_time"] for e in ours], 0.99) * 1000)
+    p99_ms = float(np.quantile([e["request_ms"] for e in ours], 0.99))
     rate = errors / len(ours)
     passed = rate <= cfg.max_error_rate and p99_ms <= cfg.max_p99_ms
     text = (

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 
 from traffic_forecast.core.config import Config, DeployConfig
-from traffic_forecast.deploy import checks, slots
+from traffic_forecast.deploy import checks, detached, slots
 from traffic_forecast.deploy.router import Route, Router
 from traffic_forecast.deploy.state import (
     COLOURS,
@@ -85,9 +84,9 @@ def _shadow(
 ) -> None:
     colour, slot = live
     before = _new_errors(_base(cfg, new))
-    router.apply(Route({slot.port: 100}, colour, mirror_port=new.port))
+    router.apply(Route({colour: 100}, mirror=other(colour)))
     time.sleep(cfg.shadow.seconds)
-    router.apply(Route({slot.port: 100}, colour))
+    router.apply(Route({colour: 100}))
     errors = _new_errors(_base(cfg, new)) - before
     if errors > 0:
         raise DeployError(
@@ -102,9 +101,9 @@ def _shadow(
 def _canary(
     router: Router, cfg: DeployConfig, live: tuple[str, Slot], new: Slot, outcome: Outcome
 ) -> None:
-    colour, slot = live
+    colour = live[0]
     for step in cfg.canary.steps[:-1]:
-        router.apply(Route({slot.port: 100 - step, new.port: step}, colour))
+        router.apply(Route({colour: 100 - step, other(colour): step}))
         since = time.time()
         time.sleep(cfg.canary.step_seconds)
         lines = router.access_log().read_text(encoding="utf-8").splitlines()
@@ -155,7 +154,7 @@ def _deploy(
         outcome.seconds["ready"] = slots.wait_ready(target, new, dcfg, state_dir)
         ready_at = time.perf_counter()
         _gates(cfg, router, live, new, outcome)
-        router.apply(Route({new.port: 100}, target))
+        router.apply(Route({target: 100}))
         state.router = RouterAddress(dcfg.host, dcfg.router_port)
         confirmed = router.confirm(new.model)
         outcome.seconds["switch"] = time.perf_counter() - ready_at
@@ -164,7 +163,7 @@ def _deploy(
         reason = str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
         try:  # whatever a gate or the switch changed, the router goes back to the live colour
             if router.restore():
-                router.wait_drained()  # old workers may still send requests to the new colour
+                router.wait_drained(target)  # requests sent to it before the restore finish
         except DeployError as restoring:
             reason += f"; and putting the router back failed: {restoring}"
         slots.stop(new, dcfg)
@@ -205,7 +204,7 @@ def rollback(cfg: Config) -> Outcome:
         if slot is not None and slots.healthy(slot, dcfg):
             started = time.perf_counter()
             router = Router(dcfg, state_dir)
-            router.apply(Route({slot.port: 100}, previous))
+            router.apply(Route({previous: 100}))
             router.confirm(slot.model)
             outcome = Outcome("rollback", previous, slot.bento, slot.model, state.live)
             outcome.seconds["switch"] = time.perf_counter() - started
@@ -237,23 +236,19 @@ def _cancel_retire(state_dir: Path, colour: str) -> None:
     # Only that process: a pid the kernel has given to another process since is left alone.
     if slots.alive(pid) and cmdline.is_file() and b"\0retire\0" in cmdline.read_bytes():
         os.kill(pid, signal.SIGTERM)
-        if pid in slots.CHILDREN:
-            slots.CHILDREN.pop(pid).wait(timeout=10)
+        if pid in detached.CHILDREN:
+            detached.CHILDREN.pop(pid).wait(timeout=10)
 
 
 def _schedule_retire(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> None:
     """Stop ``colour`` after the rollback window, in a process of its own (this one exits)."""
     _cancel_retire(state_dir, colour)  # one pending retire per colour: the newest
-    with (state_dir / "logs" / "retire.log").open("ab") as log_file:
-        retiring = subprocess.Popen(
-            [sys.executable, "-m", "traffic_forecast.deploy.cli", "retire", colour, bento,
-             "--after", str(cfg.rollback_window_s), "--state-dir", str(state_dir),
-             "--stop-timeout", str(cfg.stop_timeout_s)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    slots.CHILDREN[retiring.pid] = retiring
+    retiring = detached.start(
+        [sys.executable, "-m", "traffic_forecast.deploy.cli", "retire", colour, bento,
+         "--after", str(cfg.rollback_window_s), "--state-dir", str(state_dir),
+         "--stop-timeout", str(cfg.stop_timeout_s)],
+        state_dir / "logs" / "retire.log",
+    )  # fmt: skip
     _retire_pid_file(state_dir, colour).write_text(str(retiring.pid), encoding="utf-8")
 
 
@@ -264,7 +259,7 @@ def retire(colour: str, bento: str, state_dir: Path, cfg: DeployConfig) -> bool:
         slot = state.slots.get(colour)
         if slot is None or slot.bento != bento or state.live == colour:
             return False
-        Router(cfg, state_dir).wait_drained()
+        Router(cfg, state_dir).wait_drained(colour)
         slots.stop(slot, cfg)
         del state.slots[colour]
         state.record(action="retire", ok=True, colour=colour, bento=bento)

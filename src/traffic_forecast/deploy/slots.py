@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,8 @@ from pathlib import Path
 import httpx
 
 from traffic_forecast.core.config import DeployConfig
-from traffic_forecast.deploy.state import DeployError, Slot
+from traffic_forecast.deploy import detached
+from traffic_forecast.deploy.state import DeployError, Slot, port_of
 from traffic_forecast.serving import predictions
 from traffic_forecast.serving.bento import model_of
 from traffic_forecast.serving.live import STORE_ENV
@@ -24,14 +24,6 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.25
 SHARED_STORE = ("bentos", "models")  # what a colour's BentoML home links to in the real store
-# The servers this process started. They outlive it by design (a deploy exits, the colours
-# serve on); kept here while it runs so that they are reaped, not left as zombies.
-CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def port_of(colour: str, cfg: DeployConfig) -> int:
-    """The port a colour listens on."""
-    return cfg.blue_port if colour == "blue" else cfg.green_port
 
 
 def url(cfg: DeployConfig, port: int) -> str:
@@ -48,8 +40,8 @@ def port_free(host: str, port: int) -> bool:
 
 def alive(pid: int) -> bool:
     """True while process ``pid`` runs (a finished child of this process is reaped here)."""
-    if pid in CHILDREN:
-        return CHILDREN[pid].poll() is None
+    if pid in detached.CHILDREN:
+        return detached.CHILDREN[pid].poll() is None
     try:
         if os.waitpid(pid, os.WNOHANG) != (0, 0):  # a child of ours that finished: reaped
             return False
@@ -122,9 +114,8 @@ def slot_home(state_dir: Path, colour: str) -> Path:
 
 
 def server_env(colour: str, model: str, state_dir: Path, store_url: str) -> dict[str, str]:
-    """The environment of ``colour``'s ``bentoml serve``, serving ``model``."""
+    """What ``colour``'s ``bentoml serve`` adds to the environment, serving ``model``."""
     return {
-        **os.environ,
         "BENTOML_DO_NOT_TRACK": "True",
         "BENTOML_HOME": str(slot_home(state_dir, colour)),
         "TRAFFIC_FORECAST_MODEL": model,
@@ -143,18 +134,11 @@ def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path, store_url
     if not port_free(cfg.host, port):
         raise DeployError(f"port {port} for {colour} is taken by another process")
     model = model_of(bento)  # also fails early on a Bento that is not in the store
-    path = fresh_log(log_path(state_dir, colour))
-    env = server_env(colour, model, state_dir, store_url)
-    with path.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.host,
-             "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # its own process group: stopped as one, outlives the CLI
-        )  # fmt: skip
-    CHILDREN[process.pid] = process
+    process = detached.start(
+        [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.host, "--port", str(port)],
+        fresh_log(log_path(state_dir, colour)),
+        server_env(colour, model, state_dir, store_url),
+    )
     log.info(
         "%s: started %s (model %s) on port %d, pid %d", colour, bento, model, port, process.pid
     )

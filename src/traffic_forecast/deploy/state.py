@@ -35,6 +35,11 @@ class DeployError(TrafficForecastError):
     """A deploy step failed; the live colour still serves."""
 
 
+def port_of(colour: str, cfg: DeployConfig) -> int:
+    """The port a colour listens on."""
+    return cfg.blue_port if colour == "blue" else cfg.green_port
+
+
 def other(colour: str) -> str:
     """The colour that is not ``colour``."""
     return COLOURS[1 - COLOURS.index(colour)]
