@@ -44,7 +44,7 @@ COMMANDS = {
     "package": ("traffic_forecast.serving.package", "save the model in the BentoML store"),
     "bento": ("traffic_forecast.serving.bento", "save the model and build the Bento"),
     "container": ("traffic_forecast.serving.bento:container_main", "containerize and push a Bento"),
-    "deploy": ("traffic_forecast.deploy.cli:deploy_main", "blue/green deploy of a Bento (nginx)"),
+    "deploy": ("traffic_forecast.deploy.cli:deploy_main", "blue/green deploy of a Bento (HAProxy)"),
     "rollback": ("traffic_forecast.deploy.cli:rollback_main", "back to the previous colour"),
     "status": ("traffic_forecast.deploy.cli:status_main", "live colour, versions, slot health"),
     "verify": ("traffic_forecast.deploy.cli:verify_main", "a forecast through the router, or fail"),

@@ -1,4 +1,4 @@
-"""Blue/green for real: nginx and two ``bentoml serve`` slots, with a load running through it.
+"""Blue/green for real: HAProxy and two ``bentoml serve`` slots, with a load running through it.
 
 One deployment for the module: blue goes live first; every failing green is tried against it
 (and must leave it serving); the last tests switch for real and roll back.

@@ -7,9 +7,10 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # only a type here: the deploy commands use this module without pandas
+    import pandas as pd
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:

@@ -1,1 +1,1 @@
-"""Blue/green deploys on one machine (nginx, two `bentoml serve` slots) and the Kubernetes path."""
+"""Blue/green deploys on one machine (HAProxy, two `bentoml serve` slots); the Kubernetes path."""

@@ -18,14 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-import bentoml
 import httpx
-from bentoml.exceptions import BentoMLException
 
 from traffic_forecast.core import command
 from traffic_forecast.core.config import Config, DeployConfig
 from traffic_forecast.core.settings import load_config
-from traffic_forecast.deploy import checks, rollout
+from traffic_forecast.deploy import rollout
 from traffic_forecast.deploy.state import DeployError, state_dir_of
 
 log = logging.getLogger(__name__)
@@ -39,6 +37,9 @@ def _config(overrides: list[str]) -> Config:
 
 def _bento_tag(name: str, cfg: Config) -> str:
     """The exact Bento version: of ``latest``, of a tag, or of an exported file (imported)."""
+    import bentoml  # noqa: PLC0415 (seconds to import: only the deploy needs it)
+    from bentoml.exceptions import BentoMLException  # noqa: PLC0415
+
     if name.endswith(".bento") and Path(name).is_file():
         try:
             imported = bentoml.import_bento(str(Path(name).resolve()))  # absolute paths only
@@ -98,6 +99,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _gate_check(args: argparse.Namespace) -> int:
+    from traffic_forecast.deploy import checks  # noqa: PLC0415 (pandas: see rollout)
+
     cfg = _config(args.overrides)
     try:
         model = httpx.get(args.new.rstrip("/") + "/metadata", timeout=30).json()["model_tag"]

@@ -4,6 +4,9 @@
 shadow and canary (when enabled) → switch the router and confirm it through the router → keep
 the old colour for the rollback window. A failing step stops the new colour, restores the
 router if a step had touched it, and raises `DeployError`: the live colour never stops serving.
+
+The gates (`checks`: pandas, numpy) are imported where a gate runs: ``rollback`` and ``status``
+must answer in about a second, and imports were most of their time.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import httpx
 
 from traffic_forecast.core.config import Config, DeployConfig
-from traffic_forecast.deploy import checks, detached, slots
+from traffic_forecast.deploy import detached, slots
 from traffic_forecast.deploy.router import Route, Router
 from traffic_forecast.deploy.state import (
     COLOURS,
@@ -82,6 +85,8 @@ def _new_errors(base: str) -> float:
 def _shadow(
     router: Router, cfg: DeployConfig, live: tuple[str, Slot], new: Slot, outcome: Outcome
 ) -> None:
+    from traffic_forecast.deploy import checks  # noqa: PLC0415 (see the module docstring)
+
     colour, slot = live
     before = _new_errors(_base(cfg, new))
     router.apply(Route({colour: 100}, mirror=other(colour)))
@@ -101,6 +106,8 @@ def _shadow(
 def _canary(
     router: Router, cfg: DeployConfig, live: tuple[str, Slot], new: Slot, outcome: Outcome
 ) -> None:
+    from traffic_forecast.deploy import checks  # noqa: PLC0415 (see the module docstring)
+
     colour = live[0]
     for step in cfg.canary.steps[:-1]:
         router.apply(Route({colour: 100 - step, other(colour): step}))
@@ -117,6 +124,8 @@ def _gates(
     cfg: Config, router: Router, live: tuple[str, Slot] | None, new: Slot, outcome: Outcome
 ) -> None:
     """Smoke, validation on fresh actuals, then shadow and canary where enabled."""
+    from traffic_forecast.deploy import checks  # noqa: PLC0415 (see the module docstring)
+
     dcfg = cfg.deploy
     checks.smoke(_base(dcfg, new), new.model, dcfg.smoke_horizon)
     actuals = checks.read_actuals(dcfg.validation, cfg.data)
@@ -304,6 +313,8 @@ def status(cfg: Config) -> dict[str, Any]:
 
 def verify(cfg: Config) -> str:
     """A forecast and a capacity answer through the router, from the live colour's model."""
+    from traffic_forecast.deploy import checks  # noqa: PLC0415 (see the module docstring)
+
     state = load(Path(cfg.deploy.state_dir))
     if state.live is None or state.live not in state.slots:
         raise DeployError("nothing is deployed")

@@ -29,7 +29,8 @@ from pathlib import Path
 import httpx
 
 from traffic_forecast.core.config import DeployConfig
-from traffic_forecast.deploy import detached
+from traffic_forecast.core.io import write_text_atomic
+from traffic_forecast.deploy import detached, probe
 from traffic_forecast.deploy.state import COLOURS, DeployError, port_of
 from traffic_forecast.serving.guard import VERSION_HEADER
 
@@ -255,9 +256,11 @@ class Router:
             if self._before is None:
                 self._before = self.current()
             live = self.conf.read_text(encoding="utf-8") if self.conf.is_file() else ""
-            self._check(text)
             if _without_weights(live) != _without_weights(text):
+                self._check(text)
                 self._reload()
+            else:  # the weights alone: kept for a restart, switched at run time below
+                write_text_atomic(self.conf, text)
         answer = self.admin(*commands(route, self.cfg))
         if "No such" in answer or "Unknown command" in answer or "error" in answer.lower():
             raise DeployError(f"the router refused the switch: {answer.strip()}")
@@ -274,9 +277,7 @@ class Router:
         started, streak, seen = time.perf_counter(), 0, "nothing"
         while time.perf_counter() - started < self.cfg.confirm_timeout_s:
             try:
-                answer = httpx.get(
-                    self.url + "/metadata", timeout=5, headers={"Connection": "close"}
-                )
+                answer = probe.get(self.url + "/livez")  # the cheapest answer, stamped too
                 seen = answer.headers.get(VERSION_HEADER, f"HTTP {answer.status_code}")
             except httpx.TransportError as exc:
                 seen = f"{type(exc).__name__}"

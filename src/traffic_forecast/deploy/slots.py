@@ -14,11 +14,8 @@ from pathlib import Path
 import httpx
 
 from traffic_forecast.core.config import DeployConfig
-from traffic_forecast.deploy import detached
+from traffic_forecast.deploy import detached, probe
 from traffic_forecast.deploy.state import DeployError, Slot, port_of
-from traffic_forecast.serving import predictions
-from traffic_forecast.serving.bento import model_of
-from traffic_forecast.serving.live import STORE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +112,9 @@ def slot_home(state_dir: Path, colour: str) -> Path:
 
 def server_env(colour: str, model: str, state_dir: Path, store_url: str) -> dict[str, str]:
     """What ``colour``'s ``bentoml serve`` adds to the environment, serving ``model``."""
+    from traffic_forecast.serving import predictions  # noqa: PLC0415 (see start)
+    from traffic_forecast.serving.live import STORE_ENV  # noqa: PLC0415
+
     return {
         "BENTOML_DO_NOT_TRACK": "True",
         "BENTOML_HOME": str(slot_home(state_dir, colour)),
@@ -130,6 +130,10 @@ def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path, store_url
 
     Both colours read the same store of observed hours, so a new colour starts current.
     """
+    # Imported here, not at the top: the serving side (BentoML, sktime) costs seconds to import,
+    # and `rollback` and `status` use this module without starting anything.
+    from traffic_forecast.serving.bento import model_of  # noqa: PLC0415
+
     port = port_of(colour, cfg)
     if not port_free(cfg.host, port):
         raise DeployError(f"port {port} for {colour} is taken by another process")
@@ -162,7 +166,7 @@ def wait_ready(colour: str, slot: Slot, cfg: DeployConfig, state_dir: Path) -> f
                 + _tail(log_path(state_dir, colour))
             )
         try:
-            if httpx.get(address, timeout=2).status_code == 200:
+            if probe.get(address, timeout=2).status_code == 200:
                 return time.perf_counter() - started
         except httpx.TransportError:
             pass
@@ -178,7 +182,7 @@ def healthy(slot: Slot, cfg: DeployConfig) -> bool:
     if not alive(slot.pid):
         return False
     try:
-        return httpx.get(url(cfg, slot.port) + "/readyz", timeout=2).status_code == 200
+        return probe.get(url(cfg, slot.port) + "/readyz", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
 

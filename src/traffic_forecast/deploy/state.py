@@ -22,7 +22,6 @@ from typing import Any
 from traffic_forecast.core.config import Config, DeployConfig
 from traffic_forecast.core.errors import TrafficForecastError
 from traffic_forecast.core.io import write_json_atomic
-from traffic_forecast.data.store import default_url
 
 COLOURS = ("blue", "green")
 STATE_FILE = "state.json"
@@ -111,6 +110,8 @@ def state_dir_of(configured: str) -> Path:
 
 def observations_url(cfg: Config) -> str:
     """The store of observed hours every colour reads: ``observations.url``, else SQLite here."""
+    from traffic_forecast.data.store import default_url  # noqa: PLC0415 (pandas: seconds)
+
     return cfg.observations.url or default_url(state_dir_of(cfg.deploy.state_dir))
 
 

@@ -170,7 +170,7 @@ class View:
     workers=int(os.environ.get("TRAFFIC_FORECAST_WORKERS", "1")),
     traffic={"timeout": 30},
     # Per request, BentoML's access log and an OpenTelemetry span with no exporter behind it
-    # cost more than the forecast itself (`benchmarks/serve.py`). nginx logs access in front;
+    # cost more than the forecast itself (`benchmarks/serve.py`). The router logs access in front;
     # set an exporter and drop the exclusion to trace.
     logging={"access": {"enabled": False}},
     tracing={"excluded_urls": [FORECAST, CAPACITY]},
