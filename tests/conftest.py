@@ -28,6 +28,9 @@ BIKE_SHARING_CSV = SHARED_DATA / "bike-sharing" / "hour.csv"
 os.environ.update(
     {"DVC_NO_ANALYTICS": "1", "BENTOML_DO_NOT_TRACK": "True", "ITERATIVE_DO_NOT_TRACK": "1"}
 )
+# The tests play each role themselves (main, release, a pull request): CI running on a pull
+# request must not make every DVC remote they push to read-only (`traffic-forecast data`).
+os.environ.pop("GITHUB_EVENT_NAME", None)
 # BentoML's model and Bento store: the tests' own, never the user's (~/bentoml or .bentoml).
 # Set before anything imports bentoml, which reads it once.
 BENTOML_HOME = Path(tempfile.mkdtemp(prefix="traffic-forecast-bentoml-"))

@@ -29,14 +29,16 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def working_tree_repository(path: Path) -> Path:
+def working_tree_repository(path: Path, only: tuple[str, ...] = ()) -> Path:
     """A new git repository (branch ``main``) of this working tree's files, tracked or new.
 
     CI checks out what is committed; during development the tree also holds changes not yet
     committed, and they are what is under test. Ignored files (data, models, .venv) stay out.
+    ``only`` keeps just these files and folders (a small repository: every DVC command in a
+    repository with the pipeline's dvc.yaml parses it first).
     """
     listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *only],
         cwd=REPO_ROOT,
         check=True,
         capture_output=True,

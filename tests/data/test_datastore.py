@@ -198,6 +198,20 @@ def test_regenerating_over_a_partial_remote_warns_that_push_cannot_repair_it(
 
 
 @pytest.mark.slow
+def test_a_read_only_run_with_a_local_remote_regenerates_without_pushing(tmp_path: Path) -> None:
+    # A fork's pull request (the embedded default remote, on its own runner): nothing shared to
+    # lack the data, so it is regenerated, and nothing is pushed. A shared remote: test_s3_remote.
+    remote = tmp_path / "remote"
+    repo = _clone(tmp_path / "clone", remote)
+    result = _data(repo, "--read-only", "--verify")
+    assert result.returncode == 0, result.stderr
+    assert "(regenerated)" in result.stderr
+    assert "not pushed: --read-only was given" in result.stderr
+    assert "verified: every file of data/raw hashes to what data.dvc records" in result.stderr
+    assert not remote.exists() or not _remote_objects(remote)
+
+
+@pytest.mark.slow
 def test_changed_simulator_output_fails_with_how_to_make_it_the_version(tmp_path: Path) -> None:
     remote = tmp_path / "remote"
     repo = _clone(tmp_path / "clone", remote)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
-from traffic_forecast.data.remote import EMBEDDED_REMOTE, choose_remote, scheme
+from traffic_forecast.data.remote import EMBEDDED_REMOTE, choose_remote, push_refusal, scheme
 
 S3 = "s3://team-bucket/traffic-forecast"
 
@@ -76,6 +76,24 @@ def test_s3_without_credentials_falls_back_to_the_embedded_default_and_says_why(
 
 def test_an_unknown_store_is_left_to_the_user() -> None:
     assert choose_remote("storage", "ssh://host/dvc", {}).kind == "cloud"
+
+
+@pytest.mark.parametrize(
+    "event", ["pull_request", "pull_request_target", "pull_request_review"], ids=str
+)
+def test_a_pull_request_run_may_not_push(event: str) -> None:
+    refusal = push_refusal({"GITHUB_EVENT_NAME": event})
+    assert refusal == f"a pull request's run (GITHUB_EVENT_NAME={event}) is read-only on the remote"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"GITHUB_EVENT_NAME": "push"}, {"GITHUB_EVENT_NAME": "schedule"}],
+    ids=["a-machine", "main-or-release", "the-monitor"],
+)
+def test_other_runs_may_push_unless_told_read_only(env: dict[str, str]) -> None:
+    assert push_refusal(env) is None
+    assert push_refusal(env, read_only=True) == "--read-only was given"
 
 
 def _in(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:

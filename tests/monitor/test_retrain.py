@@ -95,3 +95,20 @@ def test_nothing_is_ingested_or_retrained_when_the_monitor_found_no_reason(
 def test_retrain_needs_the_monitors_verdict(small_raw: Config, tmp_path: Path) -> None:
     with pytest.raises(PipelineInputError, match="run `traffic-forecast monitor` first"):
         retrain.retrain(small_raw, tmp_path, propose=False, force=False)
+
+
+def test_a_pull_request_run_never_retrains_and_pushes(
+    small_raw: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports = Path(small_raw.paths.reports_dir)
+    reports.mkdir(parents=True)
+    (reports / "monitoring.json").write_text(
+        json.dumps({"retrain": True, "headline": "🔴 Drift"}), encoding="utf-8"
+    )
+    incoming = tmp_path / "incoming"
+    write_raw_tables(simulate(dataclasses.replace(SMALL_PERIOD, **NEXT_WEEKS)), incoming)  # type: ignore[arg-type]
+    before = Path(small_raw.data.traffic_file).read_bytes()
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "pull_request")
+    with pytest.raises(PipelineInputError, match="is read-only on the remote"):
+        retrain.retrain(small_raw, incoming, propose=True, force=False)
+    assert Path(small_raw.data.traffic_file).read_bytes() == before  # refused before ingesting

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from traffic_forecast.core.io import write_text_atomic
 from traffic_forecast.core.lineage import data_version
 from traffic_forecast.core.proc import run_checked
 from traffic_forecast.core.settings import load_config, write_params
+from traffic_forecast.data.remote import push_refusal
 from traffic_forecast.data.schemas import SaleEventsRaw
 from traffic_forecast.data.validation import raw_files
 from traffic_forecast.monitor.watch import REPORT_JSON
@@ -159,6 +161,8 @@ def retrain(cfg: Config, incoming: Path, *, propose: bool, force: bool) -> str |
     if not monitoring["retrain"] and not force:
         log.info("no retrain due: %s", monitoring["headline"])
         return None
+    if refusal := push_refusal(os.environ):  # checked first: it pushes only after retraining
+        raise PipelineInputError(f"retrain pushes a new data version to the remote: {refusal}")
     added = ingest(cfg, incoming)
     kinds_file = add_sale_kinds(cfg, monitoring["new_sale_kinds"])
     write_params()  # the data config may have new sale kinds: compose it as dvc exp run will
