@@ -53,9 +53,10 @@ install: $(VENV)/.installed ## Install the locked dependencies into .venv (uv)
 params: install ## Compose conf/config.yaml into params.yaml (what `dvc exp run` does)
 	$(TF) params $(ARGS)
 
+# VERIFY=1 (the release build): re-hash every pulled file against data.dvc, naming any corrupted.
 .PHONY: data
 data: params ## Get data/raw at the version data.dvc names (pull, or regenerate and push)
-	$(TF) data $(ARGS)
+	$(TF) data $(if $(filter 1,$(VERIFY)),--verify) $(ARGS)
 
 .PHONY: remote
 remote: install ## Use the configured DVC remote, or the embedded default where it has no credentials
@@ -132,33 +133,136 @@ serve: install ## Serve the newest Bento on PORT (default 3000): POST /forecast,
 # BENTO: a Bento tag, `latest`, or an exported Bento file (what the release workflow passes).
 BENTO ?= latest
 
+# A deploy host runs each release from an environment of its own, made offline from the
+# release's wheelhouse (`make deploy-env`, DEPLOY_ENV): a deploy fetches nothing and installs
+# nothing on the host, and the old colour keeps the environment it was started from. Without
+# DEPLOY_ENV (a developer's machine, `make demo`) the deploy targets use .venv and install
+# what is missing, as before.
+DEPLOY_ENV ?=
+DEPLOY_PYTHON ?= python3.11
+WHEELHOUSE ?= build/wheels
+ROUTER_BIN ?= haproxy
+ROUTER_PACKAGE ?= haproxy
+ifdef DEPLOY_ENV
+DEPLOY_TF := $(DEPLOY_ENV)/bin/traffic-forecast
+DEPLOY_NEEDS := deploy-host
+ROUTER_NEEDS :=
+else
+DEPLOY_TF := $(TF)
+DEPLOY_NEEDS := install
+ROUTER_NEEDS := system-deps
+endif
+# The environment of the newest release whose deploy succeeded: the rollback workflow's tooling.
+DEPLOY_CURRENT = $(dir $(abspath $(DEPLOY_ENV)))current
+
 .PHONY: deploy
-deploy: install system-deps ## Blue/green deploy of BENTO behind the router (nginx, conf/deploy)
-	$(TF) deploy $(BENTO) $(ARGS)
+deploy: $(DEPLOY_NEEDS) $(ROUTER_NEEDS) ## Blue/green deploy of BENTO behind the router (conf/deploy)
+	$(DEPLOY_TF) deploy $(BENTO) $(ARGS)
+ifdef DEPLOY_ENV
+	@if [ "$(abspath $(DEPLOY_ENV))" != "$(DEPLOY_CURRENT)" ]; then \
+		ln -sfn "$(notdir $(abspath $(DEPLOY_ENV)))" "$(DEPLOY_CURRENT).new" && \
+		mv -Tf "$(DEPLOY_CURRENT).new" "$(DEPLOY_CURRENT)" && \
+		echo "$(DEPLOY_CURRENT) -> $(notdir $(abspath $(DEPLOY_ENV)))"; fi
+endif
 
 .PHONY: rollback
-rollback: install ## Back to the previous colour (instant within the rollback window)
-	$(TF) rollback $(ARGS)
+rollback: $(DEPLOY_NEEDS) ## Back to the previous colour (instant within the rollback window)
+	$(DEPLOY_TF) rollback $(ARGS)
 
 .PHONY: status
-status: install ## Live colour, versions and health of both slots
-	$(TF) status $(ARGS)
+status: $(DEPLOY_NEEDS) ## Live colour, versions and health of both slots
+	$(DEPLOY_TF) status $(ARGS)
 
 .PHONY: verify
-verify: install ## A forecast through the router from the live model, or exit non-zero
-	$(TF) verify $(ARGS)
+verify: $(DEPLOY_NEEDS) ## A forecast through the router from the live model, or exit non-zero
+	$(DEPLOY_TF) verify $(ARGS)
 
 .PHONY: undeploy
-undeploy: install ## Stop the router and both colours
-	$(TF) undeploy $(ARGS)
+undeploy: $(DEPLOY_NEEDS) ## Stop the router and both colours
+	$(DEPLOY_TF) undeploy $(ARGS)
+
+# What a release needs on a deploy host: everything is checked, nothing installed (no apt-get,
+# no package index): a host is prepared once, by a person (README, "The production host").
+.PHONY: deploy-host
+deploy-host: ## Check this deploy host has DEPLOY_ENV's tooling and the router; install nothing
+	@test -x "$(DEPLOY_TF)" || { \
+		echo "no $(DEPLOY_TF): make the release's environment first (make deploy-env)"; exit 1; }
+	@command -v $(ROUTER_BIN) >/dev/null || test -x /usr/sbin/$(ROUTER_BIN) || { \
+		echo "no $(ROUTER_BIN) on this deploy host: install the Debian package" \
+			"$(ROUTER_PACKAGE) (a deploy installs nothing)"; exit 1; }
+
+# The release's wheels, made by the build job for a deploy host that reaches no index: every
+# locked dependency of the service and the deploy tooling (downloads checked against uv.lock's
+# hashes), uv itself, and the project's own wheel. The wheels are for DEPLOY_PYTHON's version
+# and this machine's platform: the deploy host's must match (README). pip runs as a uv tool:
+# .venv has no pip, and uv 0.13 cannot download wheels.
+PIP_VERSION := 25.3
+PIP_WHEEL = $(UV) tool run --python $(DEPLOY_PYTHON) --from pip==$(PIP_VERSION) pip wheel \
+	--quiet --disable-pip-version-check --no-deps --wheel-dir "$(WHEELHOUSE)"
+.PHONY: wheelhouse
+wheelhouse: | $(UV) ## The wheels a release's environment is made of, into WHEELHOUSE (build/wheels)
+	rm -rf "$(WHEELHOUSE)" build/requirements.locked.txt
+	mkdir -p "$(WHEELHOUSE)"
+	$(UV) export --frozen --no-dev --no-emit-project --quiet -o build/requirements.locked.txt
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --quiet \
+		-o "$(WHEELHOUSE)/requirements.txt"
+	$(PIP_WHEEL) --require-hashes -r build/requirements.locked.txt
+	$(PIP_WHEEL) uv==$(UV_VERSION)
+	$(UV) build --wheel --quiet --out-dir "$(WHEELHOUSE)"
+
+# The environment is made in place (a venv cannot move) and marked complete last: a run cut
+# short leaves no marker, and the next run makes it again. pip (bundled with Python, offline)
+# installs only uv from the wheelhouse; uv installs the rest. The service's wheels carry a
+# sdist-built one (antlr4), whose hash is not uv.lock's: the install trusts the wheelhouse,
+# which the build checked against the lock and the artifact store against its digest.
+.PHONY: deploy-env
+ifdef DEPLOY_ENV
+deploy-env: $(DEPLOY_ENV)/.complete ## Make DEPLOY_ENV from WHEELHOUSE, offline (a deploy host)
+$(DEPLOY_ENV)/.complete:
+	@test ! -e "$(DEPLOY_ENV)" || test -f "$(DEPLOY_ENV)/pyvenv.cfg" || { \
+		echo "refused: $(DEPLOY_ENV) exists and is not a virtual environment"; exit 1; }
+	$(DEPLOY_PYTHON) -m venv --clear "$(DEPLOY_ENV)"
+	"$(DEPLOY_ENV)/bin/python" -m pip install --isolated --quiet --disable-pip-version-check \
+		--no-index --find-links "$(WHEELHOUSE)" uv==$(UV_VERSION)
+	"$(DEPLOY_ENV)/bin/uv" pip install --python "$(DEPLOY_ENV)/bin/python" --no-config \
+		--offline --no-index --find-links "$(WHEELHOUSE)" --no-cache --strict --quiet \
+		$(if $(PYTHONDONTWRITEBYTECODE),--compile-bytecode) \
+		-r "$(WHEELHOUSE)/requirements.txt" "$(WHEELHOUSE)"/traffic_forecast-*.whl
+	touch "$@"
+else
+deploy-env:
+	@echo "DEPLOY_ENV is not set: name the release's environment (e.g. <state dir>/releases/<sha>)"
+	@exit 1
+endif
 
 .PHONY: container
 container: install ## Container image of BENTO (bentoml containerize + docker push to $REGISTRY)
 	$(TF) container $(BENTO)
 
+# A registry credential goes only to the host it was configured for (REGISTRY_LOGIN_HOST: the
+# workflow names it beside the credential), compared exactly: a REGISTRY of
+# ghcr.io.example.com/x must not receive a ghcr.io token. A GitHub token goes to ghcr.io only.
 .PHONY: registry-login
-registry-login: ## docker login to $REGISTRY with $REGISTRY_USER and $REGISTRY_PASSWORD (stdin)
-	@printf '%s' "$$REGISTRY_PASSWORD" | docker login "$${REGISTRY%%/*}" -u "$$REGISTRY_USER" --password-stdin
+registry-login: ## docker login to $REGISTRY's host if it is $REGISTRY_LOGIN_HOST (password on stdin)
+	@host="$${REGISTRY%%/*}"; \
+	if [ -z "$${REGISTRY_LOGIN_HOST:-}" ] || [ "$$host" != "$$REGISTRY_LOGIN_HOST" ]; then \
+		echo "refused: the credential is for '$${REGISTRY_LOGIN_HOST:-}'," \
+			"REGISTRY names host '$$host'"; exit 1; fi; \
+	case "$$REGISTRY_PASSWORD" in ghs_*|ghp_*|gho_*|ghu_*|ghr_*|github_pat_*) \
+		[ "$$host" = ghcr.io ] || { echo "refused: a GitHub token goes to ghcr.io only"; \
+			exit 1; };; esac; \
+	printf '%s' "$$REGISTRY_PASSWORD" | docker login "$$host" -u "$$REGISTRY_USER" --password-stdin
+
+# Production deploys and rollbacks run from the release branch only. The workflows' production
+# jobs are skipped on any other ref; this, their first step, fails them should that be lost.
+RELEASE_REF := refs/heads/release
+
+.PHONY: release-ref
+release-ref: ## Fail unless GITHUB_REF is the release branch (production jobs' first step)
+	@if [ "$${GITHUB_REF:-}" != "$(RELEASE_REF)" ]; then \
+		echo "refused: production deploys and rolls back from $(RELEASE_REF) only," \
+			"not from '$${GITHUB_REF:-}'"; exit 1; fi
+	@echo "$(RELEASE_REF): may deploy to production"
 
 .PHONY: actuals
 actuals: install ## Put new actuals in monitor.actuals_dir (example data: the drifted quarter)
@@ -184,14 +288,14 @@ k8s: install ## Write the Argo Rollouts blue/green manifests (deploy/kubernetes/
 bento-export: repro ## Build the Bento and export it to build/traffic-forecast.bento (release)
 	$(TF) bento --export build/traffic-forecast.bento $(ARGS)
 
-# Debian packages the tests and benchmarks start themselves: nginx (the blue/green router), wrk
-# (load) and PostgreSQL (the shared store of live actuals, whose binaries are off PATH, in
+# Debian packages the tests and benchmarks start themselves: HAProxy (the blue/green router),
+# wrk (load) and PostgreSQL (the shared store of live actuals, whose binaries are off PATH, in
 # /usr/lib/postgresql/<version>/bin). Installed with apt-get when missing (as root, or through
-# sudo).
+# sudo). A production host has them already: its deploy installs nothing.
 .PHONY: system-deps
-system-deps: ## Install the Debian packages the tests start (nginx-light, wrk, postgresql) if missing
+system-deps: ## Install the Debian packages the tests start (haproxy, wrk, postgresql) if missing
 	@missing=""; \
-	{ test -x /usr/sbin/nginx || command -v nginx >/dev/null; } || missing="$$missing nginx-light"; \
+	{ test -x /usr/sbin/haproxy || command -v haproxy >/dev/null; } || missing="$$missing haproxy"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_ctl >/dev/null; } || \
 		missing="$$missing postgresql"; \
@@ -205,7 +309,7 @@ system-deps: ## Install the Debian packages the tests start (nginx-light, wrk, p
 # Two streams side by side, each test run once (CI runs them all). One stream: the tests that
 # start no server and run no workflow, on 2 workers, a module per worker at a time (its fixtures
 # made once); then the workflow runs (act), two modules at a time, each in its own repository.
-# The other stream: the tests that start servers (marker `serial`: bentoml serve, nginx, the
+# The other stream: the tests that start servers (marker `serial`: bentoml serve, HAProxy, the
 # quickstart), one at a time; they mostly wait, so the CPU-bound tests beside them cost them
 # little. Each stream's output is printed when it ends. Exit code 5 is "no test selected"
 # (PYTEST_ARGS may pick tests of one kind only).
@@ -239,11 +343,12 @@ format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: bench
-bench: repro system-deps ## Benchmarks: validation, the pipeline, serving (HTTP, wrk), live replay
+bench: bento system-deps ## Benchmarks: validation, pipeline, serving (wrk), live replay, release
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/replay.py
+	$(BIN)/python benchmarks/release.py
 
 .PHONY: clean
 clean: ## Remove generated data and reports (data/raw and the DVC cache stay)
