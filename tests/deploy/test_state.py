@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -40,18 +42,45 @@ def test_the_previous_bento_is_the_last_other_one_that_went_live() -> None:
     state = State()
     for bento, ok in (("tf:b1", True), ("tf:b2", True), ("tf:b3", False), ("tf:b2", True)):
         state.record(action="deploy", ok=ok, bento=bento)
-    assert state.last_live_bento(before="tf:b2") == "tf:b1"
-    assert State().last_live_bento(before="tf:b1") is None
+    earlier = state.last_live(before="tf:b2")
+    assert earlier is not None
+    assert earlier["bento"] == "tf:b1"
+    assert State().last_live(before="tf:b1") is None
 
 
-def test_a_second_deploy_fails_at_once_while_one_holds_the_lock(tmp_path: Path) -> None:
+def test_a_deploy_fails_at_once_behind_a_deploy_naming_it(tmp_path: Path) -> None:
     with (
-        locked(tmp_path),
-        pytest.raises(DeployError, match="another deploy"),
-        locked(tmp_path, wait=False),
+        locked(tmp_path, "deploy"),
+        pytest.raises(DeployError, match=r"^deploy \(pid \d+, since .*: let it finish, then run"),
+        locked(tmp_path, "rollback", behind=("retire",)),
     ):
         pass
-    with locked(tmp_path, wait=False):  # released: free again
+    with locked(tmp_path, "rollback", behind=("retire",)):  # released: free again
+        assert (tmp_path / "deploy.lock").read_text().startswith("rollback (pid ")
+    assert (tmp_path / "deploy.lock").read_text() == ""
+
+
+def test_a_rollback_waits_for_a_retire_to_stop_the_old_colour(tmp_path: Path) -> None:
+    retiring = threading.Event()
+    done = threading.Event()
+
+    def retire() -> None:
+        with locked(tmp_path, "retire"):
+            retiring.set()
+            time.sleep(0.5)  # draining and stopping
+        done.set()
+
+    thread = threading.Thread(target=retire)
+    thread.start()
+    retiring.wait(5)
+    with locked(tmp_path, "rollback", behind=("retire",), wait_s=10):
+        assert done.is_set()  # it got the lock only once the retire let go
+    thread.join()
+    with (  # and gives up after its wait
+        locked(tmp_path, "retire"),
+        pytest.raises(DeployError, match=r"still holds .* after 0\.2 s"),
+        locked(tmp_path, "rollback", behind=("retire",), wait_s=0.2),
+    ):
         pass
 
 

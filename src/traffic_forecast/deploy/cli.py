@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -61,7 +62,25 @@ def _bento_tag(name: str, cfg: Config) -> str:
         ) from None
 
 
+def _cancellable() -> None:
+    """A cancelled run ends a deploy through its clean-up (new colour stopped, router put back).
+
+    GitHub cancels a job with SIGINT, then SIGTERM, then SIGKILL: the first becomes a
+    KeyboardInterrupt, which the rollout handles like a failed step; the next are ignored so
+    that the clean-up is not cut short.
+    """
+
+    def cancelled(signum: int, _: object) -> None:
+        for name in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(name, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for name in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(name, cancelled)
+
+
 def _deploy(args: argparse.Namespace) -> int:
+    _cancellable()
     cfg = _config(args.overrides)
     outcome = rollout.deploy(_bento_tag(args.bento, cfg), cfg)
     print(outcome.summary())
@@ -72,6 +91,7 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    _cancellable()  # past its window, a rollback is a deploy
     print(rollout.rollback(_config(args.overrides)).summary())
     return 0
 

@@ -144,7 +144,13 @@ def _gates(
 
 
 def _deploy(
-    bento: str, cfg: Config, state: State, state_dir: Path, action: str = "deploy"
+    bento: str,
+    cfg: Config,
+    state: State,
+    state_dir: Path,
+    action: str = "deploy",
+    *,
+    python: str = sys.executable,
 ) -> Outcome:
     dcfg = state.deployed(cfg.deploy, for_deploy=True)
     cfg = dataclasses.replace(cfg, deploy=dcfg)
@@ -155,7 +161,7 @@ def _deploy(
     if leftover is not None:  # the previous colour, still in its rollback window
         slots.stop(leftover, dcfg)
     started = time.perf_counter()
-    new = slots.start(target, bento, dcfg, state_dir, observations_url(cfg))
+    new = slots.start(target, bento, dcfg, state_dir, observations_url(cfg), python=python)
     state.slots[target] = new
     save(state_dir, state)
     outcome = Outcome(action, target, bento, new.model, None if live is None else live[0])
@@ -168,8 +174,14 @@ def _deploy(
         confirmed = router.confirm(new.model)
         outcome.seconds["switch"] = time.perf_counter() - ready_at
         outcome.notes.append(f"switch confirmed through the router in {confirmed:.2f} s")
-    except Exception as exc:
-        reason = str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
+    except BaseException as exc:  # a failed step, or the run cancelled (SIGINT, SIGTERM)
+        reason = (
+            str(exc)
+            if isinstance(exc, DeployError)
+            else f"cancelled ({exc or 'interrupted'})"
+            if isinstance(exc, KeyboardInterrupt)
+            else f"{type(exc).__name__}: {exc}"
+        )
         try:  # whatever a gate or the switch changed, the router goes back to the live colour
             if router.restore():
                 router.wait_drained(target)  # requests sent to it before the restore finish
@@ -184,7 +196,7 @@ def _deploy(
     outcome.seconds["total"] = time.perf_counter() - started
     state.live = target
     state.record(action=action, ok=True, bento=bento, model=new.model, colour=target,
-                 previous=outcome.previous, seconds=outcome.seconds)  # fmt: skip
+                 previous=outcome.previous, seconds=outcome.seconds, python=python)  # fmt: skip
     save(state_dir, state)
     if live is not None:
         _schedule_retire(live[0], live[1].bento, dcfg, state_dir)
@@ -192,17 +204,26 @@ def _deploy(
     return outcome
 
 
+def _behind_a_retire(cfg: DeployConfig) -> dict[str, Any]:
+    """How a deploy or rollback waits for the lock: only behind a retire, as long as it can take.
+
+    A retire holds the lock while the old colour drains and stops (each up to the stop
+    timeout): a rollback then waits for it. Behind a deploy it fails at once.
+    """
+    return {"behind": ("retire",), "wait_s": 2 * cfg.stop_timeout_s + 10}
+
+
 def deploy(bento: str, cfg: Config) -> Outcome:
     """Blue/green deploy of ``bento`` (see the module docstring)."""
     state_dir = Path(cfg.deploy.state_dir)
-    with locked(state_dir, wait=False):
+    with locked(state_dir, "deploy", **_behind_a_retire(cfg.deploy)):
         return _deploy(bento, cfg, load(state_dir), state_dir)
 
 
 def rollback(cfg: Config) -> Outcome:
     """Back to the previous colour at once if it still runs; else redeploy its Bento."""
     state_dir = Path(cfg.deploy.state_dir)
-    with locked(state_dir, wait=False):
+    with locked(state_dir, "rollback", **_behind_a_retire(cfg.deploy)):
         state = load(state_dir)
         if state.live is None or state.live not in state.slots:
             raise DeployError("nothing is deployed: there is nothing to roll back")
@@ -224,10 +245,15 @@ def rollback(cfg: Config) -> Outcome:
             _schedule_retire(old_live, current.bento, dcfg, state_dir)
             outcome.notes.append(f"instant: {previous} was still running; {old_live} retires later")
             return outcome
-        bento = state.last_live_bento(before=current.bento)
-        if bento is None:
+        earlier = state.last_live(before=current.bento)
+        if earlier is None:
             raise DeployError(f"no earlier Bento than {current.bento} in the history")
-        return _deploy(bento, cfg, state, state_dir, action="rollback")
+        # With the environment it ran in (the release's own, on a production host) while that
+        # is still there; else this one.
+        python = str(earlier.get("python") or "")
+        if not Path(python).is_file():
+            python = sys.executable
+        return _deploy(earlier["bento"], cfg, state, state_dir, "rollback", python=python)
 
 
 def _retire_pid_file(state_dir: Path, colour: str) -> Path:
@@ -263,7 +289,7 @@ def _schedule_retire(colour: str, bento: str, cfg: DeployConfig, state_dir: Path
 
 def retire(colour: str, bento: str, state_dir: Path, cfg: DeployConfig) -> bool:
     """Stop ``colour`` if it still runs ``bento`` and is not live; True when it was stopped."""
-    with locked(state_dir):
+    with locked(state_dir, "retire"):
         state = load(state_dir)
         slot = state.slots.get(colour)
         if slot is None or slot.bento != bento or state.live == colour:
@@ -333,7 +359,7 @@ def verify(cfg: Config) -> str:
 def stop_all(cfg: Config) -> None:
     """Stop the router and both colours (``make undeploy``)."""
     state_dir = Path(cfg.deploy.state_dir)
-    with locked(state_dir):
+    with locked(state_dir, "undeploy"):
         state = load(state_dir)
         dcfg = state.deployed(cfg.deploy)
         Router(dcfg, state_dir).stop()

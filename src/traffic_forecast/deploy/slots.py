@@ -125,10 +125,19 @@ def server_env(colour: str, model: str, state_dir: Path, store_url: str) -> dict
     }
 
 
-def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path, store_url: str) -> Slot:
+def start(
+    colour: str,
+    bento: str,
+    cfg: DeployConfig,
+    state_dir: Path,
+    store_url: str,
+    *,
+    python: str = sys.executable,
+) -> Slot:
     """Start ``bentoml serve <bento>`` for ``colour``, detached, reading the store at ``store_url``.
 
     Both colours read the same store of observed hours, so a new colour starts current.
+    ``python``: the environment it runs in (a production host's release environment).
     """
     # Imported here, not at the top: the serving side (BentoML, sktime) costs seconds to import,
     # and `rollback` and `status` use this module without starting anything.
@@ -139,14 +148,14 @@ def start(colour: str, bento: str, cfg: DeployConfig, state_dir: Path, store_url
         raise DeployError(f"port {port} for {colour} is taken by another process")
     model = model_of(bento)  # also fails early on a Bento that is not in the store
     process = detached.start(
-        [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.host, "--port", str(port)],
+        [python, "-m", "bentoml", "serve", bento, "--host", cfg.host, "--port", str(port)],
         fresh_log(log_path(state_dir, colour)),
         server_env(colour, model, state_dir, store_url),
     )
     log.info(
         "%s: started %s (model %s) on port %d, pid %d", colour, bento, model, port, process.pid
     )
-    return Slot(bento, model, port, process.pid, time.time())
+    return Slot(bento, model, port, process.pid, time.time(), python)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from traffic_forecast.core.io import write_json_atomic
 COLOURS = ("blue", "green")
 STATE_FILE = "state.json"
 LOCK_FILE = "deploy.lock"
+LOCK_POLL_S = 0.1
 HISTORY_KEPT = 50
 STATE_DIR_ENV = "TRAFFIC_FORECAST_DEPLOY_DIR"  # a deploy host keeps its state outside checkouts
 
@@ -53,6 +55,7 @@ class Slot:
     port: int
     pid: int
     started_at: float
+    python: str = ""  # the interpreter it runs on: on a production host, its release's own
 
 
 @dataclass
@@ -92,14 +95,14 @@ class State:
         """Append an event (deploy, rollback, retire …) to the history."""
         self.history = [*self.history, {"at": round(time.time(), 3), **event}][-HISTORY_KEPT:]
 
-    def last_live_bento(self, before: str) -> str | None:
-        """The Bento that was live before ``before`` took over (for rollback by redeploy)."""
+    def last_live(self, before: str) -> dict[str, Any] | None:
+        """The deploy that was live before ``before`` took over (for rollback by redeploy)."""
         switches = [
             e for e in self.history if e.get("action") in {"deploy", "rollback"} and e.get("ok")
         ]
         for event in reversed(switches):
             if event.get("bento") != before and event.get("bento"):
-                return str(event["bento"])
+                return dict(event)
         return None
 
 
@@ -137,15 +140,42 @@ def save(state_dir: Path, state: State) -> None:
 
 
 @contextmanager
-def locked(state_dir: Path, *, wait: bool = True) -> Iterator[None]:
-    """Hold the deploy lock of ``state_dir``; without ``wait``, fail at once when it is held."""
+def locked(
+    state_dir: Path,
+    action: str,
+    *,
+    wait_s: float = math.inf,
+    behind: Collection[str] | None = None,
+) -> Iterator[None]:
+    """Hold the deploy lock of ``state_dir`` for ``action``, its holder written in the lock file.
+
+    Waits up to ``wait_s`` for a holder. With ``behind``, waits only for holders doing one of
+    those actions (a ``retire`` stopping the old colour: seconds) and fails at once, naming
+    it, behind any other (a deploy: after it, "the previous colour" means another one).
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
-    with (state_dir / LOCK_FILE).open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise DeployError(f"another deploy holds {state_dir / LOCK_FILE}") from None
+    path = state_dir / LOCK_FILE
+    deadline = time.monotonic() + wait_s
+    with path.open("a+") as handle:  # not "w": that would wipe the holder's line
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = path.read_text(encoding="utf-8").strip() or "another deploy"
+                if behind is not None and holder.split(" ", 1)[0] not in behind:
+                    raise DeployError(
+                        f"{holder} holds {path}: let it finish, then run {action} again"
+                    ) from None
+                if time.monotonic() >= deadline:
+                    raise DeployError(f"{holder} still holds {path} after {wait_s:g} s") from None
+                time.sleep(LOCK_POLL_S)
+        handle.truncate(0)
+        handle.write(f"{action} (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})\n")
+        handle.flush()
         try:
             yield
         finally:
+            handle.truncate(0)
+            handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
