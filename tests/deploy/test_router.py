@@ -22,7 +22,7 @@ from tests.deploy.load import Load, Loads
 from tests.serving.server import free_port
 from traffic_forecast.core.config import DeployConfig
 from traffic_forecast.deploy import detached
-from traffic_forecast.deploy.router import Route, Router, commands, render
+from traffic_forecast.deploy.router import Route, Router, commands, info_field, render
 from traffic_forecast.deploy.state import DeployError
 from traffic_forecast.serving.guard import VERSION_HEADER
 
@@ -246,3 +246,26 @@ def _children(pid: int) -> list[int]:
         except OSError:
             continue
     return found
+
+
+@pytest.mark.serial
+@pytest.mark.slow
+@needs_haproxy
+def test_a_changed_config_is_checked_and_reloaded_into_the_running_router(routed: Routed) -> None:
+    router = routed.router
+    router.apply(Route({"blue": 100}))
+    worker = router.admin("show info")
+    changed = dataclasses.replace(
+        router.cfg, router_directives=["http-response set-header X-Router-Test reloaded"]
+    )
+    moved = Router(changed, router.prefix.parent)
+    moved.apply(Route({"green": 100}))
+    assert moved._master() == router._master()  # the same master: a reload, not a restart
+    assert info_field(moved.admin("show info"), "Pid") != info_field(worker, "Pid")  # a new worker
+    connection = http.client.HTTPConnection("127.0.0.1", router.cfg.router_port, timeout=10)
+    connection.request("POST", "/forecast", body="{}")
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    assert response.getheader("X-Router-Test") == "reloaded"
+    assert response.getheader(VERSION_HEADER) == "green"  # and the weights it was given

@@ -195,7 +195,7 @@ class Router:
         deadline = time.perf_counter() + self.cfg.confirm_timeout_s
         while time.perf_counter() < deadline:  # the new worker answers with a new pid
             with contextlib.suppress(DeployError):
-                if _field(self.admin("show info"), "Pid") != _field(before, "Pid"):
+                if info_field(self.admin("show info"), "Pid") != info_field(before, "Pid"):
                     return
             time.sleep(0.05)
         raise DeployError(f"haproxy did not reload:\n{self._tail()}")
@@ -320,7 +320,7 @@ class Router:
         return self.prefix / ACCESS_LOG
 
 
-def _field(info: str, name: str) -> str:
+def info_field(info: str, name: str) -> str:
     """A field of ``show info``'s answer."""
     for line in info.splitlines():
         key, _, value = line.partition(": ")
