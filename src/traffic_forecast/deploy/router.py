@@ -84,6 +84,8 @@ global
 defaults
     mode http
     log global
+    # A colour that refuses a connection (it died): the retry goes to another weighted one.
+    option redispatch
     timeout connect 2s
     timeout http-request 30s
     timeout client 75s
