@@ -48,7 +48,7 @@ class Load:
 
     url: str
     mode: Mode = "fresh"
-    concurrency: int = 4
+    concurrency: int = 2  # per mode: `Loads` runs both, and the machine has 2 cores
     body: dict[str, Any] = field(default_factory=lambda: {"horizon": 24})
     answers: list[Answer] = field(default_factory=list)
 
