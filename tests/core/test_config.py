@@ -201,7 +201,7 @@ REJECTED_WHEN_LOADED: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "features_horizon_over_a_week": (["features.horizon=169"], ("features.horizon", "169")),
     "coverage_above_one": (["backtest.coverage=1.5"], ("backtest.coverage", "1.5")),
     "unknown_strategy": (["backtest.strategy=sometimes"], ("backtest.strategy", "sometimes")),
-    "unknown_gap_filling": (["data.fill_gaps=interpolate"], ("data.fill_gaps", "interpolate")),
+    "unknown_gap_filling": (["data.fill_gaps=linear"], ("data.fill_gaps", "linear")),
     "unknown_holiday_calendar": (["features.holidays=mars"], ("features.holidays", "mars")),
 }
 

@@ -210,3 +210,25 @@ def test_without_a_sale_calendar_every_hour_is_off_sale() -> None:
         assert set(KINDS) == {
             c.removeprefix(SALE_KIND_PREFIX) for c in frame if c.startswith(SALE_KIND_PREFIX)
         }
+
+
+def test_event_flags_are_features_and_0_in_the_horizon() -> None:
+    traffic = _traffic(np.full(2 * 168, 10.0))
+    traffic["event__promo"] = pd.array(np.arange(len(traffic)) % 24 == 12, dtype="Int64")
+    inputs = features.build_features(traffic, None, [], FeaturesConfig(horizon=24))
+    columns = features.exogenous_columns(inputs.history)
+    assert columns[-1] == "event__promo"
+    # Trained and forecast with the same features, in the same order.
+    assert features.exogenous_columns(inputs.future) == columns
+    assert inputs.history["event__promo"].sum() == 14
+    assert inputs.future["event__promo"].eq(0).all()
+    served = features.features_after(
+        _hours("2024-01-15", 3),
+        inputs.history.set_index("timestamp")["target"],
+        None,
+        [],
+        "us_federal",
+        events=["event__promo"],
+    )
+    assert features.exogenous_columns(served) == columns
+    assert served["event__promo"].eq(0).all()

@@ -17,7 +17,7 @@ import pytest
 from tests.forecasting.conftest import MODEL_OPTIONS, model_config
 from traffic_forecast.core.config import BacktestConfig, Config, ModelConfig
 from traffic_forecast.forecasting.backtest import BacktestRun, run_backtest
-from traffic_forecast.forecasting.features import ModelInputs, exogenous_columns
+from traffic_forecast.forecasting.features import ModelInputs, build_features, exogenous_columns
 from traffic_forecast.forecasting.forecasters import exogenous, fit, running_sktime, target_series
 from traffic_forecast.forecasting.intervals import MIN_CALIBRATION_FOLDS
 from traffic_forecast.forecasting.metrics import Fold
@@ -166,3 +166,30 @@ def test_running_sktime_drops_only_the_remember_data_announcement(
     # Re-issued where it was raised, so the user sees which code warned.
     assert Path(seen[0].filename) == Path(__file__)
     assert seen[0].lineno == line
+
+
+def test_a_model_forecasts_an_event_hour_with_what_the_event_adds(
+    inputs: ModelInputs, base_config: Config
+) -> None:
+    # The example's six weeks with a flag on one hour in ten, which doubles the traffic then.
+    history = inputs.history
+    flags = np.random.default_rng(0).random(len(history)) < 0.1
+    traffic = history[["timestamp", "target"]].assign(
+        target=history["target"] * np.where(flags, 2.0, 1.0),
+        event__promo=pd.array(flags.astype(int), dtype="Int64"),
+    )
+    flagged = build_features(traffic, None, [], base_config.features)
+    model = model_config("gradient_boosting")
+    assert model.uses_exog
+    forecaster = fit(model, flagged.history)
+    columns = exogenous_columns(flagged.history)
+    assert "event__promo" in columns
+    fh = np.arange(1, FORECAST_HOURS + 1)
+    X = exogenous(flagged.future.iloc[:FORECAST_HOURS], columns)
+    with running_sktime():
+        quiet = forecaster.predict(fh=fh, X=X).to_numpy(dtype=float)
+        eventful = forecaster.predict(fh=fh, X=X.assign(event__promo=1.0)).to_numpy(dtype=float)
+    # The horizon takes 0 (no event known): the plain forecast; an event hour is far higher.
+    ratio = eventful / quiet
+    assert np.median(ratio) > 1.7, ratio
+    assert (ratio > 1.3).all(), ratio

@@ -120,3 +120,10 @@ def test_a_model_without_features_writes_the_header_and_a_note_image(config_in: 
     assert lines == [",".join(HEADER)]
     # dvc.yaml declares the PNG: without it `dvc exp run -S model=theta` would fail.
     assert (reports / outputs.EXPLAIN_PNG.name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_event_flags_are_shuffled_as_one_group() -> None:
+    columns = ["hour", "sale_active", "event__promo", "event__outage"]
+    groups = explain.feature_groups(columns)
+    assert groups["event flags"] == ["event__promo", "event__outage"]
+    assert "event flags" not in explain.feature_groups(["hour", "sale_active"])

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -291,7 +292,7 @@ def test_misspelt_setting_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="fill_gap"):
         load_config(["+data.fill_gap=zero"], params_file=None)
     with pytest.raises(ConfigError, match="fill_gaps"):
-        load_config(["data.fill_gaps=interpolate"], params_file=None)
+        load_config(["data.fill_gaps=linear"], params_file=None)
 
 
 @needs_shared_data()
@@ -306,5 +307,66 @@ def test_bring_your_own_csv_reports_gaps_then_fills_them_when_asked(tmp_path: Pa
     assert result.passed, result.failures
     traffic = result.tables["traffic"]
     assert len(traffic) == 17_379 + 165
-    assert {"event__holiday", "event__workingday"} <= set(traffic.columns)
+    assert "event__holiday" in traffic.columns
+    assert "event__workingday" not in traffic.columns  # mostly 1: not a flag (conf/data/csv.yaml)
     assert any("165 missing hours filled" in note for note in result.notes)
+
+
+def _gappy_csv(tmp_path: Path, method: str, drop: list[int]) -> Config:
+    """Three weeks of a bring-your-own CSV without the hours ``drop``, read with ``method``."""
+    stamps = pd.date_range("2024-01-01", periods=3 * 168, freq="h")
+    frame = pd.DataFrame(
+        {"ts": stamps.strftime("%Y-%m-%d %H:%M:%S"), "requests": np.arange(len(stamps)) + 100}
+    )
+    file = tmp_path / "mine.csv"
+    frame.drop(index=drop).to_csv(file, index=False)
+    overrides = [
+        "data=csv",
+        f"data.traffic_file={file}",
+        "data.timestamp_column=ts",
+        "data.hour_column=null",
+        "data.target_column=requests",
+        "data.event_columns=[]",
+        f"data.fill_gaps={method}",
+        f"paths.reports_dir={tmp_path}/reports",
+        f"paths.validated_dir={tmp_path}/validated",
+    ]
+    return load_config(overrides, params_file=None)
+
+
+@pytest.mark.parametrize("method", ["zero", "interpolate", "seasonal"])
+def test_the_report_says_how_many_hours_were_filled_and_how(tmp_path: Path, method: str) -> None:
+    cfg = _gappy_csv(tmp_path, method, [3, 4, 400])
+    result = validate.run(cfg)
+    assert result.passed, result.failures
+    assert len(result.tables["traffic"]) == 3 * 168
+    markdown = outputs.VALIDATION_MD.path(cfg.paths).read_text(encoding="utf-8")
+    assert "3 missing hours filled" in markdown
+    assert f"(data.fill_gaps={method}; requests of hours 2024-01-01 03:00 to 2024-01-17 16:00)" in (
+        markdown
+    )
+    report = json.loads(outputs.VALIDATION_JSON.path(cfg.paths).read_text(encoding="utf-8"))
+    expected = {
+        "method": method,
+        "hours": 3,
+        "first": "2024-01-01 03:00",
+        "last": "2024-01-17 16:00",
+    }
+    if method == "seasonal":
+        expected["from_later_week"] = 2  # hours 3 and 4 of the first week: no week before
+    assert report["files"][cfg.data.traffic_file]["filled"] == expected
+    lineage = json.loads(outputs.VALIDATED_DATA.path(cfg.paths).read_text(encoding="utf-8"))
+    assert lineage["files"][cfg.data.traffic_file]["filled"] == expected
+
+
+def test_seasonal_filling_refuses_hours_no_week_holds_naming_the_rows(tmp_path: Path) -> None:
+    cfg = _gappy_csv(tmp_path, "seasonal", [10, 10 + 168, 10 + 2 * 168])
+    result = validate.run(cfg)
+    assert not result.passed
+    failure = _find(result.failures, "mine.csv", "ts", "same_hour_observed_in_another_week")
+    # The line of the row after each missing hour, as the gap check names it.
+    assert failure.lines == (12, 179, 346)
+    assert failure.samples[0] == "2024-01-01 10:00 missing"
+    markdown = outputs.VALIDATION_MD.path(cfg.paths).read_text(encoding="utf-8")
+    assert "same_hour_observed_in_another_week" in markdown
+    assert not outputs.VALIDATED_DATA.path(cfg.paths).exists()

@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 from sktime.forecasting.base import ForecastingHorizon
 
 from tests.packaged import Packaged, quiet_evening
-from traffic_forecast.forecasting.features import build_features
-from traffic_forecast.forecasting.forecasters import exogenous, target_series
+from traffic_forecast.forecasting.export import export
+from traffic_forecast.forecasting.features import build_features, exogenous_columns
+from traffic_forecast.forecasting.forecasters import exogenous, fit, running_sktime, target_series
 from traffic_forecast.forecasting.inference import LeanForecaster
 from traffic_forecast.pipeline import outputs
-from traffic_forecast.serving.artifacts import ModelArtifacts
+from traffic_forecast.serving.artifacts import LeanForms, ModelArtifacts
 from traffic_forecast.serving.engine import ForecastEngine, PlannedEvent, SelfCheckError, WhatIf
 from traffic_forecast.serving.state import packaged_state
 
@@ -358,3 +359,52 @@ def test_a_lean_model_with_native_intervals_stays_on_sktimes_path(
     assert state.forecaster is loaded.forecaster
     assert "native intervals" in (state.why_not_lean or "")
     assert isinstance(state.baseline, LeanForecaster)  # the fallback's intervals are conformal
+
+
+def test_a_model_trained_with_event_flags_serves_them_as_0(
+    loaded: ModelArtifacts, packaged: Packaged
+) -> None:
+    # The packaged history with a flag on one hour in ten that doubles the traffic then.
+    history = _history(packaged)
+    flags = np.random.default_rng(1).random(len(history)) < 0.1
+    traffic = history[["timestamp", "target"]].assign(
+        target=history["target"] * np.where(flags, 2.0, 1.0),
+        event__promo=pd.array(flags.astype(int), dtype="Int64"),
+    )
+    cfg = packaged.cfg
+    events = outputs.read_frame(outputs.SALE_EVENTS, cfg.paths)
+    inputs = build_features(traffic, events, cfg.data.sale_kinds, cfg.features)
+    fitted = fit(cfg.model, inputs.history)
+    columns = exogenous_columns(inputs.history)
+    assert columns[-1] == "event__promo"
+    recent = inputs.history.iloc[-WEEK:]
+    artifacts = dataclasses.replace(
+        loaded,
+        forecaster=fitted,
+        card={**loaded.card, "uses_exog": True, "exogenous_columns": columns},
+        future=inputs.future,
+        recent=pd.Series(
+            recent["target"].to_numpy(dtype=float),
+            index=pd.DatetimeIndex(recent["timestamp"], freq="h"),
+        ),
+        lean=LeanForms(export(fitted, columns), loaded.lean.baseline),
+    )
+    served = ForecastEngine(artifacts)
+    assert served.is_lean, served.inference  # the lean form agrees with sktime, flags and all
+    assert served.future["event__promo"].eq(0).all()
+    X = exogenous(served.future, columns)
+    fh = ForecastingHorizon(served.timestamps, is_relative=False)
+    with running_sktime():
+        quiet = fitted.predict(fh, X=X).to_numpy()
+        eventful = fitted.predict(fh, X=X.assign(event__promo=1.0)).to_numpy()
+    point = served.default(WEEK, 0.9).value
+    np.testing.assert_allclose(point, np.maximum(quiet, 0.0), rtol=1e-9)
+    assert np.median(eventful / quiet) > 1.5  # so serving really forecast "no event"
+    # Live actuals move it on: the hours' features are rebuilt with the flag at 0.
+    actuals = pd.Series(point[:3], index=served.timestamps[:3])
+    moved = served.advanced(actuals)
+    assert moved.origin == served.origin + pd.Timedelta(hours=3)
+    assert np.isfinite(moved.default(24, 0.9).value).all()
+    start = quiet_evening(served)
+    sale = PlannedEvent(start, start + pd.Timedelta(hours=4), str(events["kind"].iloc[0]))
+    assert np.isfinite(served.what_if([sale], 48, 0.9).value).all()

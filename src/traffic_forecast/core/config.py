@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from traffic_forecast.core.errors import ConfigError
 
-FILL_GAPS = ("none", "zero")
+FILL_GAPS = ("none", "zero", "interpolate", "seasonal")
 DATA_SOURCES = ("simulator", "external")
 HOLIDAY_CALENDARS = ("us_federal", "none")
 WEEK_HOURS = 168
@@ -62,7 +62,8 @@ class DataConfig:
     infrastructure_file: str | None = "data/raw/infrastructure.csv"
     sale_kinds: list[str] = field(default_factory=list)
     strict_columns: bool = True  # False: ignore columns the config does not name
-    fill_gaps: str = "none"  # none: report gaps; zero: fill missing hours with 0, and say so
+    # none: report gaps as errors; zero, interpolate, seasonal: fill them, and the report says so
+    fill_gaps: str = "none"
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
 
     def __post_init__(self) -> None:

@@ -15,6 +15,8 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 HOUR = pd.Timedelta(hours=1)
+# The pipeline's name of a 0/1 event column of the traffic file (``data.event_columns``).
+EVENT_PREFIX = "event__"
 
 
 def _on_hour(ts: pd.Series) -> pd.Series:
@@ -73,7 +75,7 @@ class TrafficRaw(HourlyIndexed):
 
     target: Series[float] = pa.Field(ge=0.0)
     event_flags: Series[pd.Int64Dtype] | None = pa.Field(
-        alias="^event__.+$", regex=True, isin=[0, 1]
+        alias=f"^{EVENT_PREFIX}.+$", regex=True, isin=[0, 1]
     )
 
     @pa.check("target", name="finite")
@@ -176,6 +178,9 @@ def sale_events_schema(known_kinds: list[str]) -> pa.DataFrameSchema:
 class FutureFeatures(HourlyIndexed):
     """Exogenous features known in advance: calendar, holidays, the sale calendar, last week.
 
+    Event flags of the traffic file (``event__<name>``) are features too; their future is
+    not in the file, so the horizon takes 0 for them (no event), as serving does.
+
     ``target_lag_168`` (same hour last week) is known for any horizon up to a week, which is
     why ``features.horizon`` may not exceed 168 hours.
 
@@ -195,6 +200,10 @@ class FutureFeatures(HourlyIndexed):
     sale_hours_since_end: Series[float] = pa.Field(ge=0.0)
     target_lag_168: Series[float] = pa.Field(ge=0.0)
     sale_kind: Series[int] | None = pa.Field(alias="^sale_kind__.+$", regex=True, isin=[0, 1])
+    # The traffic file's event flags: recorded in history, 0 ("no event") in the horizon.
+    event_flags: Series[pd.Int64Dtype] | None = pa.Field(
+        alias=f"^{EVENT_PREFIX}.+$", regex=True, isin=[0, 1]
+    )
 
 
 class ModelFrame(FutureFeatures, TrafficRaw):

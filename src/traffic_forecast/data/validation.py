@@ -16,7 +16,9 @@ import pandas as pd
 import pandera.pandas as pa
 
 from traffic_forecast.core.config import DataConfig
+from traffic_forecast.data.gaps import fill_missing_hours
 from traffic_forecast.data.schemas import (
+    EVENT_PREFIX,
     InfrastructureRaw,
     SaleEventsRaw,
     TrafficRaw,
@@ -33,8 +35,6 @@ from traffic_forecast.data.tables import (
     schema_failures,
 )
 
-EVENT_PREFIX = "event__"
-
 
 @dataclass
 class ValidationResult:
@@ -44,6 +44,7 @@ class ValidationResult:
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)  # file -> data rows read
+    filled: dict[str, dict[str, Any]] = field(default_factory=dict)  # file -> `GapFill` record
 
     @property
     def passed(self) -> bool:
@@ -113,13 +114,11 @@ def _traffic_table(
         result.failures += failures
         table.frame = frame.drop(columns=data.hour_column)
     schema = TrafficRaw.to_schema()
-    if data.fill_gaps == "zero":
+    if data.fill_gaps != "none":
         schema = _without_gap_check(schema)
     parsed = _check_table(table, schema, "traffic", result)
-    if parsed is not None and "traffic" in result.tables and data.fill_gaps == "zero":
-        filled = TrafficRaw.validate(_fill_missing_hours(parsed, data, result))
-        result.tables["traffic"] = filled
-        return filled
+    if parsed is not None and "traffic" in result.tables and data.fill_gaps != "none":
+        return _filled(parsed, data, result)
     return parsed
 
 
@@ -155,25 +154,35 @@ def _date_plus_hour(
     return stamps.dt.strftime("%Y-%m-%d %H:%M:%S"), failures + hour_failures
 
 
-def _fill_missing_hours(
-    traffic: pd.DataFrame, data: DataConfig, result: ValidationResult
-) -> pd.DataFrame:
-    stamps = pd.DatetimeIndex(traffic[TrafficRaw.timestamp])
-    grid = pd.date_range(stamps[0], stamps[-1], freq="h", name=TrafficRaw.timestamp)
-    missing = len(grid) - len(stamps)
-    if missing == 0:
+def _filled(traffic: pd.DataFrame, data: DataConfig, result: ValidationResult) -> pd.DataFrame:
+    """The traffic table with its gaps filled, noted in the report; unfillable hours fail."""
+    filled = fill_missing_hours(traffic, data.fill_gaps)
+    if len(filled.unfillable):
+        del result.tables["traffic"]
+        result.failures.append(_unfillable_failure(traffic, filled.unfillable, data))
         return traffic
-    filled = traffic.set_index(stamps).reindex(grid)
-    filled[TrafficRaw.target] = filled[TrafficRaw.target].fillna(0.0)
-    for column in [c for c in filled.columns if c.startswith(EVENT_PREFIX)]:
-        # Event flags in such files are per day: a filled hour takes its day's flag.
-        filled[column] = filled[column].groupby(grid.normalize()).transform("first")
-    filled = filled.drop(columns=TrafficRaw.timestamp, errors="ignore").reset_index()
-    result.notes.append(
-        f"{data.traffic_file}: {missing} missing hours filled with {data.target_column}=0 "
-        "(data.fill_gaps=zero)"
+    if filled.fill is not None:
+        result.notes.append(filled.fill.note(data.traffic_file, data.target_column))
+        result.filled[data.traffic_file] = filled.fill.to_json()
+    table = TrafficRaw.validate(filled.frame)
+    result.tables["traffic"] = table
+    return table
+
+
+def _unfillable_failure(
+    traffic: pd.DataFrame, hours: pd.DatetimeIndex, data: DataConfig
+) -> Failure:
+    # A missing hour has no line of its own: name the line of the row after it (the row the
+    # gap check names too), with the missing hour as the sample.
+    stamps = pd.DatetimeIndex(traffic[TrafficRaw.timestamp])
+    after = stamps.searchsorted(hours)
+    return rows_failure(
+        data.traffic_file,
+        data.timestamp_column,
+        "same_hour_observed_in_another_week",
+        traffic.index.to_numpy()[after],
+        [f"{hour:%Y-%m-%d %H:%M} missing" for hour in hours],
     )
-    return filled
 
 
 def _infrastructure_covers_traffic(
@@ -232,6 +241,8 @@ def describe_files(data: DataConfig, result: ValidationResult) -> dict[str, dict
             "md5": hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest(),
             "rows": result.rows.get(file),
         }
+        if file in result.filled:
+            entry["filled"] = result.filled[file]
         table = result.tables.get(key)
         if table is not None and not table.empty:
             first, last = (

@@ -1,9 +1,10 @@
 """Features known in advance, for history and horizon alike: calendar, holidays, the sale calendar.
 
-Only what is known in advance goes into the exogenous features: the calendar, public holidays
-and the sale calendar (``sale_events.csv`` lists sales planned beyond the last observed hour).
-Event flags of a bring-your-own CSV are validated but not used here: their future values are
-not in the file, so a model could learn from them but never be given them when it forecasts.
+The exogenous features are the calendar, public holidays, the sale calendar (``sale_events.csv``
+lists sales planned beyond the last observed hour), the same hour last week, and the 0/1 event
+flags of a bring-your-own CSV (``data.event_columns``). The flags' future is not in the file:
+the horizon takes 0 for them ("no event"), in the features stage and in serving alike, so a
+model learns what an event adds and forecasts the hours ahead as hours without one.
 The features stage builds the model-ready frames with these functions; serving rebuilds the
 horizon's sale features with them for a what-if, so training and serving cannot disagree.
 """
@@ -20,7 +21,13 @@ from pandas.tseries.holiday import USFederalHolidayCalendar
 
 from traffic_forecast.core.config import WEEK_HOURS, FeaturesConfig
 from traffic_forecast.core.errors import PipelineInputError
-from traffic_forecast.data.schemas import FutureFeatures, ModelFrame, SaleEventsRaw, TrafficRaw
+from traffic_forecast.data.schemas import (
+    EVENT_PREFIX,
+    FutureFeatures,
+    ModelFrame,
+    SaleEventsRaw,
+    TrafficRaw,
+)
 
 SALE_KIND_PREFIX = "sale_kind__"
 # Beyond this many hours after a sale its after-effect is gone; capping keeps the feature
@@ -37,9 +44,26 @@ class ModelInputs:
 
 
 def exogenous_columns(frame: pd.DataFrame) -> list[str]:
-    """The feature columns of a `ModelFrame` or `FutureFeatures` frame, in a stable order."""
+    """The feature columns of a `ModelFrame` or `FutureFeatures` frame, in a stable order.
+
+    Event flags come last: history holds them beside the target, the horizon after the rest,
+    and both must list the features in one order.
+    """
     excluded = {TrafficRaw.timestamp, TrafficRaw.target}
-    return [c for c in frame.columns if c not in excluded and not c.startswith("event__")]
+    features = [c for c in frame.columns if c not in excluded]
+    return [c for c in features if c not in event_columns(features)] + event_columns(features)
+
+
+def event_columns(columns: list[str]) -> list[str]:
+    """The event flags among ``columns`` (``event__<name>``), in their order."""
+    return [c for c in columns if c.startswith(EVENT_PREFIX)]
+
+
+def without_events(frame: pd.DataFrame, events: list[str]) -> pd.DataFrame:
+    """``frame`` with the flags ``events`` added as 0: no event is known for hours ahead."""
+    if not events:
+        return frame
+    return frame.assign(**dict.fromkeys(events, 0)).astype(dict.fromkeys(events, "Int64"))
 
 
 def calendar_features(stamps: pd.DatetimeIndex, holidays: str) -> pd.DataFrame:
@@ -198,7 +222,9 @@ def build_features(
         ],
         axis=1,
     )
-    horizon = exog.iloc[len(observed) :].reset_index(drop=True)
+    horizon = without_events(
+        exog.iloc[len(observed) :].reset_index(drop=True), event_columns(list(traffic.columns))
+    )
     return ModelInputs(
         history=ModelFrame.validate(history), future=FutureFeatures.validate(horizon)
     )
@@ -221,11 +247,14 @@ def features_after(
     sale_events: pd.DataFrame | None,
     kinds: list[str],
     holidays: str,
+    *,
+    events: list[str] | None = None,
 ) -> pd.DataFrame:
     """The features of hours after the training data, as `build_features` makes them.
 
     ``observed`` is the target on an hourly index and must hold the hour a week before each
-    of ``stamps`` (serving keeps the last week: the horizon never exceeds it).
+    of ``stamps`` (serving keeps the last week: the horizon never exceeds it). ``events``:
+    the model's event flags, 0 for these hours as in the features stage's horizon.
     """
     lagged = observed.reindex(stamps - pd.Timedelta(hours=WEEK_HOURS))
     if lagged.isna().any():
@@ -233,7 +262,7 @@ def features_after(
         raise PipelineInputError(f"no observed value a week before {missing}: cannot forecast it")
     frame = known_features(stamps, sale_events, kinds, holidays).reset_index()
     frame[FutureFeatures.target_lag_168] = lagged.to_numpy(dtype=float)
-    return frame
+    return without_events(frame, events or [])
 
 
 def _same_hour_last_week(traffic: pd.DataFrame, horizon: int) -> npt.NDArray[np.float64]:

@@ -21,7 +21,11 @@ from traffic_forecast.core.io import write_text_atomic
 from traffic_forecast.core.settings import load_config
 from traffic_forecast.data.schemas import FutureFeatures
 from traffic_forecast.forecasting import plots
-from traffic_forecast.forecasting.features import SALE_KIND_PREFIX, exogenous_columns
+from traffic_forecast.forecasting.features import (
+    SALE_KIND_PREFIX,
+    event_columns,
+    exogenous_columns,
+)
 from traffic_forecast.forecasting.forecasters import exogenous, fit, running_sktime, target_series
 from traffic_forecast.forecasting.metrics import MASE_SEASON, seasonal_scale
 from traffic_forecast.pipeline import outputs
@@ -46,15 +50,20 @@ FEATURE_GROUPS = {
         FutureFeatures.sale_hours_since_end,
     ],
     "same hour last week": [FutureFeatures.target_lag_168],
+    "event flags": [],  # the traffic file's data.event_columns, added by `feature_groups`
 }
 
 
 def feature_groups(columns: list[str]) -> dict[str, list[str]]:
-    """`FEATURE_GROUPS` restricted to the columns present, sale kinds with the sale calendar."""
+    """`FEATURE_GROUPS` restricted to the columns present, sale kinds with the sale calendar.
+
+    The event flags of a bring-your-own CSV are one group: they share the idea "a special day".
+    """
     groups = {
         name: [c for c in members if c in columns] for name, members in FEATURE_GROUPS.items()
     }
     groups["sale calendar"] += [c for c in columns if c.startswith(SALE_KIND_PREFIX)]
+    groups["event flags"] += event_columns(columns)
     return {name: members for name, members in groups.items() if members}
 
 

@@ -27,6 +27,7 @@ from traffic_forecast.data.schemas import SaleEventsRaw
 from traffic_forecast.forecasting.export import days_since_epoch
 from traffic_forecast.forecasting.features import (
     SaleCalendar,
+    event_columns,
     features_after,
     sale_column_names,
     sale_columns,
@@ -97,6 +98,7 @@ class ForecastEngine:
         self.hour_labels = [stamp.isoformat() for stamp in self.timestamps]  # for JSON answers
         self.uses_exog = bool(artifacts.card.get("uses_exog"))
         self.columns: list[str] = list(artifacts.card.get("exogenous_columns", []))
+        self._events = event_columns(self.columns)  # 0 in every hour served: none is known
         self._native = artifacts.intervals.get("method") == NATIVE
         self._model_grid: list[float] = artifacts.intervals.get("log_residual_quantiles", [])
         self._baseline_grid: list[float] = artifacts.intervals["baseline_log_residual_quantiles"]
@@ -160,7 +162,12 @@ class ForecastEngine:
     def _features(self, stamps: pd.DatetimeIndex, observed: pd.Series) -> pd.DataFrame:
         artifacts = self.artifacts
         return features_after(
-            stamps, observed, artifacts.sale_events, artifacts.sale_kinds, artifacts.holidays
+            stamps,
+            observed,
+            artifacts.sale_events,
+            artifacts.sale_kinds,
+            artifacts.holidays,
+            events=self._events,
         )
 
     def _predict(self, X: FloatArray | None, future: pd.DataFrame) -> FloatArray:
