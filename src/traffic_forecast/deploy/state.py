@@ -162,20 +162,21 @@ def locked(
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                holder = path.read_text(encoding="utf-8").strip() or "another deploy"
-                if behind is not None and holder.split(" ", 1)[0] not in behind:
+                # Empty for the instant between a holder's lock and its line: ask again.
+                holder = path.read_text(encoding="utf-8").strip()
+                if holder and behind is not None and holder.split(" ", 1)[0] not in behind:
                     raise DeployError(
                         f"{holder} holds {path}: let it finish, then run {action} again"
                     ) from None
                 if time.monotonic() >= deadline:
-                    raise DeployError(f"{holder} still holds {path} after {wait_s:g} s") from None
+                    raise DeployError(
+                        f"{holder or 'another deploy'} still holds {path} after {wait_s:g} s"
+                    ) from None
                 time.sleep(LOCK_POLL_S)
         handle.truncate(0)
         handle.write(f"{action} (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})\n")
         handle.flush()
         try:
             yield
-        finally:
-            handle.truncate(0)
-            handle.flush()
+        finally:  # the line stays: it is read only while the lock is held, and rewritten
             fcntl.flock(handle, fcntl.LOCK_UN)
