@@ -151,6 +151,8 @@ class Router:
         return self._master() is not None
 
     def _check(self, text: str) -> None:
+        """``haproxy -c`` on ``text``, then put it in place (with the Lua file it loads)."""
+        (self.prefix / "shadow.lua").write_bytes(SHADOW_LUA.read_bytes())
         candidate = self.prefix / "haproxy.cfg.candidate"
         candidate.write_text(text, encoding="utf-8")
         try:
@@ -249,7 +251,6 @@ class Router:
         (``haproxy.cfg.rejected``), and the live config and traffic stay as they were.
         """
         (self.prefix / "logs").mkdir(parents=True, exist_ok=True)
-        (self.prefix / "shadow.lua").write_bytes(SHADOW_LUA.read_bytes())
         text = render(route, self.cfg, self.prefix)
         if not self.running():
             self._check(text)
