@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,14 +33,10 @@ sys.path.insert(0, str(ROOT))  # the load harness the tests use
 
 from tests.deploy.load import Loads  # noqa: E402
 
+from serve import free_port  # noqa: E402  # the serving benchmark's, beside this script
+
 TF = str(Path(sys.executable).parent / "traffic-forecast")
 TARGETS = {"rollback": 1.5, "make rollback": 1.5, "status": 1.0}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _timed(command: list[str], env: dict[str, str]) -> float:
@@ -61,12 +56,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2, help="per mode, under load")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="release-bench-"))
-    router = _free_port()
+    router = free_port()
     overrides = [
         f"deploy.state_dir={work}",
         f"deploy.router_port={router}",
-        f"deploy.blue_port={_free_port()}",
-        f"deploy.green_port={_free_port()}",
+        f"deploy.blue_port={free_port()}",
+        f"deploy.green_port={free_port()}",
     ]
     env = {
         **os.environ,

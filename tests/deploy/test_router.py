@@ -12,7 +12,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,7 +21,7 @@ import pytest
 from tests.deploy.load import Load, Loads
 from tests.serving.server import free_port
 from traffic_forecast.core.config import DeployConfig
-from traffic_forecast.deploy import detached
+from traffic_forecast.deploy import detached, slots
 from traffic_forecast.deploy.router import Route, Router, commands, info_field, render
 from traffic_forecast.deploy.state import DeployError
 from traffic_forecast.serving.guard import VERSION_HEADER
@@ -30,6 +30,12 @@ CFG = DeployConfig(router_port=18080, blue_port=13001, green_port=13002)
 needs_haproxy = pytest.mark.skipif(
     shutil.which("haproxy") is None, reason="HAProxy is not installed (make system-deps)"
 )
+
+
+def live_router(test: Callable[..., None]) -> Callable[..., None]:
+    """A test that starts HAProxy and servers: it runs in the serial stream, where installed."""
+    marked: Callable[..., None] = needs_haproxy(pytest.mark.slow(pytest.mark.serial(test)))
+    return marked
 
 
 def _servers(conf: str) -> list[str]:
@@ -72,9 +78,6 @@ def test_a_shadow_copies_to_the_idle_colour() -> None:
 def test_haproxy_accepts_every_rendered_route(route: Route, tmp_path: Path) -> None:
     router = Router(CFG, tmp_path)
     router.prefix.mkdir(parents=True)
-    (router.prefix / "shadow.lua").write_bytes(
-        Path("src/traffic_forecast/deploy/shadow.lua").read_bytes()
-    )
     router._check(render(route, CFG, router.prefix))
     assert router.conf.is_file()
 
@@ -166,9 +169,7 @@ def _post(url: str, body: str) -> str | None:
         connection.close()
 
 
-@pytest.mark.serial
-@pytest.mark.slow
-@needs_haproxy
+@live_router
 def test_switches_at_run_time_drop_no_request_of_any_client(routed: Routed) -> None:
     router = routed.router
     router.apply(Route({"blue": 100}))
@@ -188,9 +189,7 @@ def test_switches_at_run_time_drop_no_request_of_any_client(routed: Routed) -> N
     print(f"\n60 run-time switches: {loads.summary()}")
 
 
-@pytest.mark.serial
-@pytest.mark.slow
-@needs_haproxy
+@live_router
 def test_the_keep_alive_harness_sees_a_router_that_drops_its_clients(routed: Routed) -> None:
     """Negative control: stopping the router under keep-alive clients breaks their requests."""
     router = routed.router
@@ -204,9 +203,7 @@ def test_the_keep_alive_harness_sees_a_router_that_drops_its_clients(routed: Rou
     assert load.answers[-1].status == 200  # and the clients came back
 
 
-@pytest.mark.serial
-@pytest.mark.slow
-@needs_haproxy
+@live_router
 def test_a_shadow_copies_each_request_and_its_body_to_the_other_colour(routed: Routed) -> None:
     router, green = routed.router, routed.colours["green"]
     router.apply(Route({"blue": 100}, mirror="green"))
@@ -223,34 +220,19 @@ def test_a_shadow_copies_each_request_and_its_body_to_the_other_colour(routed: R
     assert len(green.bodies) == 5
 
 
-@pytest.mark.serial
-@pytest.mark.slow
-@needs_haproxy
+@live_router
 def test_the_router_runs_without_the_runner_job_mark(routed: Routed) -> None:
     router = routed.router
     router.apply(Route({"blue": 100}))
     master = router._master()
     assert master is not None
     assert master in detached.CHILDREN
-    for pid in (master, *_children(master)):
+    for pid in (master, *slots.descendants(master)):
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert not any(v.startswith(b"RUNNER_TRACKING_ID=") for v in environ), pid
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            if f"\nPPid:\t{pid}\n" in status.read_text():
-                found.append(int(status.parent.name))
-        except OSError:
-            continue
-    return found
-
-
-@pytest.mark.serial
-@pytest.mark.slow
-@needs_haproxy
+@live_router
 def test_a_changed_config_is_checked_and_reloaded_into_the_running_router(routed: Routed) -> None:
     router = routed.router
     router.apply(Route({"blue": 100}))

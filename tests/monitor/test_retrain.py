@@ -77,16 +77,24 @@ def test_a_config_without_a_one_line_kind_list_is_refused(
         retrain.add_sale_kinds(base_config, ["live_stream"])
 
 
-def test_nothing_is_ingested_or_retrained_when_the_monitor_found_no_reason(
-    small_raw: Config, tmp_path: Path
-) -> None:
-    reports = Path(small_raw.paths.reports_dir)
+def _verdict_and_new_weeks(cfg: Config, tmp_path: Path, *, retrain: bool, headline: str) -> Path:
+    """The monitor's verdict in the reports, and the next weeks' raw tables: where they are."""
+    reports = Path(cfg.paths.reports_dir)
     reports.mkdir(parents=True)
     (reports / "monitoring.json").write_text(
-        json.dumps({"retrain": False, "headline": "🟢 No drift, no decay"}), encoding="utf-8"
+        json.dumps({"retrain": retrain, "headline": headline}), encoding="utf-8"
     )
     incoming = tmp_path / "incoming"
     write_raw_tables(simulate(dataclasses.replace(SMALL_PERIOD, **NEXT_WEEKS)), incoming)  # type: ignore[arg-type]
+    return incoming
+
+
+def test_nothing_is_ingested_or_retrained_when_the_monitor_found_no_reason(
+    small_raw: Config, tmp_path: Path
+) -> None:
+    incoming = _verdict_and_new_weeks(
+        small_raw, tmp_path, retrain=False, headline="🟢 No drift, no decay"
+    )
     before = Path(small_raw.data.traffic_file).read_bytes()
     assert retrain.retrain(small_raw, incoming, propose=True, force=False) is None
     assert Path(small_raw.data.traffic_file).read_bytes() == before
@@ -100,13 +108,7 @@ def test_retrain_needs_the_monitors_verdict(small_raw: Config, tmp_path: Path) -
 def test_a_pull_request_run_never_retrains_and_pushes(
     small_raw: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reports = Path(small_raw.paths.reports_dir)
-    reports.mkdir(parents=True)
-    (reports / "monitoring.json").write_text(
-        json.dumps({"retrain": True, "headline": "🔴 Drift"}), encoding="utf-8"
-    )
-    incoming = tmp_path / "incoming"
-    write_raw_tables(simulate(dataclasses.replace(SMALL_PERIOD, **NEXT_WEEKS)), incoming)  # type: ignore[arg-type]
+    incoming = _verdict_and_new_weeks(small_raw, tmp_path, retrain=True, headline="🔴 Drift")
     before = Path(small_raw.data.traffic_file).read_bytes()
     monkeypatch.setenv("GITHUB_EVENT_NAME", "pull_request")
     with pytest.raises(PipelineInputError, match="is read-only on the remote"):
