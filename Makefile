@@ -343,9 +343,10 @@ format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: bench
-bench: bento system-deps ## Benchmarks: validation, pipeline, serving (wrk), live replay, release
+bench: bento system-deps ## Benchmarks: validation, pipeline, model candidates, serving (wrk), live replay, release
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/replay.py
 	$(BIN)/python benchmarks/release.py

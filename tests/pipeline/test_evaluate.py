@@ -15,8 +15,10 @@ import yaml
 
 from tests.conftest import REPO_ROOT, SMALL_PERIOD, config_under
 from traffic_forecast.core.config import Config
+from traffic_forecast.core.settings import load_config
 from traffic_forecast.data.simulate import simulate, write_raw_tables
 from traffic_forecast.forecasting.intervals import GRID_STEPS, MIN_CALIBRATION_FOLDS, from_grid
+from traffic_forecast.forecasting.selection import ENSEMBLE, choose
 from traffic_forecast.pipeline import evaluate, features, outputs, train, validate
 from traffic_forecast.report.summary import summary_table
 
@@ -113,17 +115,27 @@ def test_model_intervals_are_conformal_from_earlier_folds(evaluated: Config) -> 
     assert metrics["model"]["interval_folds"] == N_FOLDS - MIN_CALIBRATION_FOLDS
     assert 0.0 <= metrics["model"]["interval_coverage"] <= 1.0
     assert "interval_coverage" not in metrics["baseline"]
-    # Serving's interval comes from the residuals of every backtest hour.
+    # Serving's intervals come from the residuals of every backtest hour, per bucket of steps.
     assert intervals["method"] == "split_conformal_log_residuals"
     assert intervals["residuals"] == N_FOLDS * HORIZON
-    assert intervals["log_residual_low"] < 0 < intervals["log_residual_high"]
-    # The grids serve any coverage; at the calibrated one they give the calibrated bounds.
-    for grid in (intervals["log_residual_quantiles"], intervals["baseline_log_residual_quantiles"]):
-        assert len(grid) == GRID_STEPS + 1
-        assert grid == sorted(grid)
-    again = from_grid(intervals["log_residual_quantiles"], intervals["coverage"])
-    assert again.low == pytest.approx(intervals["log_residual_low"], abs=1e-4)
-    assert again.high == pytest.approx(intervals["log_residual_high"], abs=1e-4)
+    width = evaluated.backtest.bucket_hours
+    for calibration in (intervals, intervals["baseline"]):
+        buckets = calibration["buckets"]
+        assert [(b["first_step"], b["last_step"]) for b in buckets] == [
+            (first, min(first + width - 1, HORIZON)) for first in range(1, HORIZON + 1, width)
+        ]
+        for bucket in buckets:
+            assert bucket["log_residual_low"] < 0 < bucket["log_residual_high"]
+            # The grid serves any coverage; at the calibrated one it gives the calibrated bounds.
+            grid = bucket["log_residual_quantiles"]
+            assert len(grid) == GRID_STEPS + 1
+            assert grid == sorted(grid)
+            low, high = from_grid(grid, calibration["level"])
+            assert low == pytest.approx(bucket["log_residual_low"], abs=1e-4)
+            assert high == pytest.approx(bucket["log_residual_high"], abs=1e-4)
+    # Each model bucket's backtest coverage is reported; metrics.json keeps the overall one.
+    scored = [b["backtest_coverage"] for b in intervals["buckets"]]
+    assert np.mean(scored) == pytest.approx(metrics["model"]["interval_coverage"], abs=1e-4)
 
 
 def test_fold_table_agrees_with_the_headline_mase(evaluated: Config) -> None:
@@ -264,3 +276,84 @@ def test_summary_of_an_evaluated_run(evaluated: Config) -> None:
     mase_line = next(line for line in text.splitlines() if line.startswith("MASE"))
     shown = [float(cell) for cell in mase_line.split()[-2:]]
     assert shown == pytest.approx([metrics["model"]["mase"], metrics["baseline"]["mase"]], abs=5e-4)
+
+
+# ---------------------------------------------------------------- model=auto
+
+AUTO_CANDIDATES = ("seasonal_naive", "theta", "gradient_boosting")  # the quick ones
+
+
+@pytest.fixture(scope="module")
+def auto_evaluated(evaluated: Config) -> Config:
+    """The same features, ``model=auto`` over three candidates: evaluate, then train."""
+    auto = load_config(["model=auto"], params_file=None).model
+    candidates = {name: auto.candidates[name] for name in AUTO_CANDIDATES}
+    reports = Path(evaluated.paths.reports_dir).with_name("auto-reports")
+    paths = dataclasses.replace(
+        evaluated.paths,
+        reports_dir=str(reports),
+        model_dir=str(reports.with_name("auto-models")),
+    )
+    cfg = dataclasses.replace(
+        evaluated, model=dataclasses.replace(auto, candidates=candidates), paths=paths
+    )
+    evaluate.run(cfg)
+    train.run(cfg)
+    return cfg
+
+
+def test_auto_scores_every_candidate_and_the_ensemble_on_the_same_folds(
+    auto_evaluated: Config, evaluated: Config
+) -> None:
+    metrics = _metrics(auto_evaluated)
+    selection = metrics["selection"]
+    scores = {name: selection["candidates"][name]["mase"] for name in selection["order"]}
+
+    assert list(scores) == [*AUTO_CANDIDATES, ENSEMBLE]
+    assert selection["chosen"] == choose(scores, auto_evaluated.model.tie_tolerance)
+    assert metrics["model"]["mase"] == scores[selection["chosen"]]
+    # the single-model run of the default backtests the same folds: the same score
+    assert scores["gradient_boosting"] == _metrics(evaluated)["model"]["mase"]
+    weights = selection["candidates"][ENSEMBLE]["weights"]
+    assert sorted(weights) == sorted(AUTO_CANDIDATES)
+    assert all(weight >= 0 for weight in weights.values())
+
+
+def test_auto_trains_the_chosen_candidate_and_says_so(auto_evaluated: Config) -> None:
+    chosen = _metrics(auto_evaluated)["selection"]["chosen"]
+    choice = json.loads((_reports(auto_evaluated) / outputs.CHOICE.name).read_text("utf-8"))
+    card = outputs.read_json(outputs.MODEL_CARD, auto_evaluated.paths)
+
+    assert choice["model"] == chosen == card["model"]
+    assert card["chosen_by"] == "model=auto"
+    assert bool(choice["weights"]) == (chosen == ENSEMBLE)
+
+
+def test_auto_leaves_out_a_candidate_that_cannot_fit_the_data_and_says_why(
+    auto_evaluated: Config,
+) -> None:
+    # One season longer than the six simulated weeks allow: refused by name, not a traceback.
+    too_long = {**auto_evaluated.model.candidates["theta"]}
+    too_long["forecaster"] = {
+        **too_long["forecaster"],
+        "steps": [
+            *too_long["forecaster"]["steps"][:1],
+            {**too_long["forecaster"]["steps"][1], "sp": 24 * 7 * 5},
+            *too_long["forecaster"]["steps"][2:],
+        ],
+    }
+    model = dataclasses.replace(
+        auto_evaluated.model,
+        candidates={
+            "seasonal_naive": auto_evaluated.model.candidates["seasonal_naive"],
+            "theta": too_long,
+        },
+        ensemble=False,
+    )
+    cfg = dataclasses.replace(auto_evaluated, model=model)
+
+    selection = evaluate.select(cfg, outputs.read_features(cfg.paths)[0])
+
+    assert list(selection.runs) == ["seasonal_naive"]
+    assert "a season length must be" in selection.excluded["theta"]
+    assert selection.choice.model == "seasonal_naive"

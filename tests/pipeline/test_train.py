@@ -247,9 +247,13 @@ def test_config_hash_changes_with_what_makes_the_model(
     written = _card(trained)
 
     data = written["data"]
-    card = train.model_card(change(trained), history, data)
+    changed = change(trained)
+    card = train.model_card(changed, changed.model, history, data)
 
-    assert written["config_hash"] == train.model_card(trained, history, data)["config_hash"]
+    assert (
+        written["config_hash"]
+        == train.model_card(trained, trained.model, history, data)["config_hash"]
+    )
     assert (card["config_hash"] != written["config_hash"]) is changes_hash
 
 

@@ -141,3 +141,21 @@ def test_each_figure_the_gate_judges_is_a_row_of_the_report_and_agrees_with_its_
         ("model", "mae_sale_hours"): True,
         ("mase_vs_baseline",): True,
     }
+
+
+def test_the_gate_judges_the_chosen_model_when_the_run_chose_among_candidates() -> None:
+    # `model` holds the chosen candidate's figures: the gate reads them, never `selection`, and
+    # compares them with the base's choice also when the choice changed.
+    def auto(chosen_mase: float, chosen: str) -> dict[str, Any]:
+        metrics = _metrics(chosen_mase, 1000.0)
+        candidates = {"gradient_boosting": {"mase": 0.5}, "ensemble": {"mase": chosen_mase}}
+        metrics["selection"] = {"chosen": chosen, "rule": "lowest MASE", "candidates": candidates}
+        return metrics
+
+    base = auto(0.500, "gradient_boosting")
+    verdict = apply_gate(auto(0.490, "ensemble"), base, GATE, labels=[])
+    assert verdict.passed
+    assert verdict.checks[0][0] == "MASE 0.490 vs seasonal naive 1.400"
+    worse = apply_gate(auto(0.515, "ensemble"), base, GATE, labels=[])
+    assert worse.failures == ["MASE +3.0 % vs base (limit +2 %)"]
+    assert apply_gate(_metrics(0.49, 1000.0), base, GATE, labels=[]).passed  # back to one model

@@ -25,10 +25,10 @@ from tests.report.samples import (
     table_row,
 )
 from tests.repos import git, working_tree_repository
-from traffic_forecast.core.config import GateConfig
+from traffic_forecast.core.config import GateConfig, PathsConfig
 from traffic_forecast.data.remote import EMBEDDED_REMOTE, choose_remote
 from traffic_forecast.forecasting.capacity import Capacity
-from traffic_forecast.report import render_json, render_markdown
+from traffic_forecast.report import gather, render_json, render_markdown
 from traffic_forecast.report.charts import MAX_POINTS, forecast_chart, horizon_chart, xychart
 from traffic_forecast.report.gate import apply_gate
 from traffic_forecast.report.gather import PullRequest, pull_request_event
@@ -129,6 +129,17 @@ def test_coverage_is_better_closer_to_nominal_even_when_lower() -> None:
     assert table_row(table, "interval coverage")[3:5] == ["-6.0 pp", BETTER]
     table, _ = metrics_table(metrics_json(coverage=0.97), metrics_json(coverage=0.91), 0.9)
     assert table_row(table, "interval coverage")[4] == WORSE
+
+
+def test_interval_width_is_shown_in_points_and_never_marked() -> None:
+    # Narrower is better only at the same coverage: a marker would praise a lost coverage.
+    base, pr = metrics_json(coverage=0.90), metrics_json(coverage=0.80)
+    base["model"]["interval_width_rel"], pr["model"]["interval_width_rel"] = 0.25, 0.20
+    table, rows = metrics_table(pr, base, nominal_coverage=0.9)
+    label = "interval width / actual"
+    assert table_row(table, label) == [label, "25.0%", "20.0%", "-5.0 pp", "", ""]
+    assert table_row(table, "interval coverage")[3:5] == ["-10.0 pp", WORSE]
+    assert next(row for row in rows if row["label"] == label)["marker"] == ""
 
 
 def test_none_values_show_a_dash_and_no_marker() -> None:
@@ -454,6 +465,21 @@ def test_base_and_labels_come_from_the_pull_request_event(pr_repo: Path, tmp_pat
         assert _project(pr_repo, "gate").returncode == 0
     finally:
         git(pr_repo, "checkout", "--", "reports/metrics.json")
+
+
+def test_base_metrics_from_dvc_hold_only_the_keys_the_base_has(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `dvc metrics diff` gives a key only the PR has with old None: a PR that starts choosing
+    # among candidates must not make the single-model base look as if it had a `selection`.
+    diff = {
+        "model.mase": {"old": 0.5, "new": 0.385},
+        "selection.chosen": {"old": None, "new": "ensemble"},
+        "selection.candidates.theta.mase": {"old": None, "new": 0.83},
+    }
+    monkeypatch.setattr(gather, "_dvc", lambda *_: {"reports/metrics.json": diff})
+    monkeypatch.setattr(gather, "git_show", lambda *_: pytest.fail("dvc had the base's metrics"))
+    assert gather.base_metrics("main", PathsConfig()) == {"model": {"mase": 0.5}}
 
 
 def test_pull_request_event_gives_the_base_commit_and_labels(tmp_path: Path) -> None:

@@ -94,19 +94,35 @@ class FeaturesConfig:
 
 @dataclass
 class ModelConfig:
-    """A forecaster: a ``_target_`` block that Hydra instantiates, and what it needs."""
+    """A forecaster: a ``_target_`` block that Hydra instantiates, and what it needs.
+
+    ``model=auto`` has ``candidates`` instead of a forecaster: the evaluate stage backtests
+    each (and, with ``ensemble``, their stacked ensemble) and the train stage fits the winner.
+    """
 
     name: str = MISSING
-    forecaster: dict[str, Any] = MISSING
+    forecaster: dict[str, Any] = field(default_factory=dict)
     uses_exog: bool = False  # fit/predict with the calendar and sale features as X
     # native: the forecaster's own predict_interval; conformal: calibrated on backtest residuals
     intervals: str = "conformal"
+    # model=auto: name -> a model block like this one, listed cheapest first (ties go to it)
+    candidates: dict[str, Any] = field(default_factory=dict)
+    ensemble: bool = False  # model=auto: a stacked ensemble of the candidates competes too
+    # model=auto: MASEs within this relative distance of the best tie; the cheaper one wins
+    tie_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
         if self.intervals not in INTERVAL_METHODS:
             raise ConfigError(
                 f"{self.name}: intervals={self.intervals!r}: choose one of {INTERVAL_METHODS}"
             )
+        schema_only = self.name == MISSING  # the empty schema, before a config is merged in
+        if not (self.forecaster or self.candidates or schema_only):
+            raise ConfigError(f"{self.name}: set a forecaster (or, for model=auto, candidates)")
+        if self.forecaster and self.candidates:
+            raise ConfigError(f"{self.name}: set a forecaster or candidates, not both")
+        if not 0.0 <= self.tie_tolerance < 1.0:
+            raise ConfigError(f"{self.name}: tie_tolerance={self.tie_tolerance} must be in [0, 1)")
 
 
 @dataclass
@@ -117,6 +133,8 @@ class BacktestConfig:
     n_folds: int = 26
     step_hours: int = 168
     coverage: float = 0.9  # prediction-interval coverage scored in the backtest
+    # Conformal intervals are calibrated per bucket of this many horizon steps (see weekly.yaml)
+    bucket_hours: int = 6
     strategy: str = "refit"  # sktime evaluate: refit, update or no-update_params
     backend: str | None = None  # sktime evaluate backend: null, loky, multiprocessing, dask
     n_jobs: int = 1
@@ -124,6 +142,11 @@ class BacktestConfig:
     def __post_init__(self) -> None:
         if min(self.horizon, self.n_folds, self.step_hours) < 1:
             raise ConfigError("backtest.horizon, n_folds and step_hours must all be at least 1")
+        if self.bucket_hours < 1:
+            raise ConfigError(
+                f"backtest.bucket_hours={self.bucket_hours}: conformal intervals need at least "
+                "one horizon step per bucket"
+            )
         if not 0.0 < self.coverage < 1.0:
             raise ConfigError(f"backtest.coverage={self.coverage}: must lie in (0, 1)")
         if self.strategy not in BACKTEST_STRATEGIES:
@@ -327,6 +350,13 @@ class Config:
     deploy: DeployConfig = field(default_factory=DeployConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     observations: ObservationsConfig = field(default_factory=ObservationsConfig)
+
+    def __post_init__(self) -> None:
+        if self.baseline.candidates:
+            raise ConfigError(
+                f"model@baseline={self.baseline.name}: the baseline is one fixed forecaster, "
+                "the yardstick every candidate is scored against; it cannot be chosen"
+            )
 
 
 PIPELINE_SECTIONS = (

@@ -26,7 +26,9 @@ from traffic_forecast.forecasting.features import exogenous_columns
 from traffic_forecast.forecasting.forecasters import (
     build_forecaster,
     check_fits_history,
+    check_fits_values,
     exogenous,
+    fitting,
     quiet_worker,
     running_sktime,
     target_series,
@@ -116,6 +118,7 @@ def run_backtest(
     check_fits_history(model, cv.initial_window, setting=setting)
     forecaster = build_forecaster(model, setting=setting)
     y = target_series(history)
+    check_fits_values(model, y, setting=setting)
     X = exogenous(history, exogenous_columns(history)) if model.uses_exog else None
     first_test_hours = [y.index[cutoff + 1] for cutoff in cv.get_cutoffs(y)]
     progress = _FoldProgress(model.name, first_test_hours)
@@ -132,7 +135,7 @@ def run_backtest(
         scoring.append(EmpiricalCoverage(coverage=backtest.coverage))
     backend_params = _backend_params(backtest)
     started = time.perf_counter()
-    with running_sktime(), _dask_keeps_objects(backtest.backend):
+    with running_sktime(), _dask_keeps_objects(backtest.backend), fitting(model, y, setting):
         results = evaluate(
             forecaster,
             cv,
@@ -150,11 +153,19 @@ def run_backtest(
     folds = [_fold(row, with_interval) for _, row in results.iterrows()]
     if not intervals or with_interval:
         return BacktestRun(model.name, folds, seconds)
+    return conformal_run(model.name, folds, seconds, backtest)
+
+
+def conformal_run(
+    name: str, folds: list[Fold], seconds: float, backtest: BacktestConfig
+) -> BacktestRun:
+    """A backtest whose intervals come from the residuals of its earlier folds (per bucket)."""
+    coverage, buckets = backtest.coverage, backtest.bucket_hours
     return BacktestRun(
-        model.name,
-        with_conformal_intervals(folds, backtest.coverage),
+        name,
+        with_conformal_intervals(folds, coverage, bucket_hours=buckets),
         seconds,
-        calibrate(folds, backtest.coverage),
+        calibrate(folds, coverage, bucket_hours=buckets),
     )
 
 

@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -28,11 +29,20 @@ from traffic_forecast.core.config import ModelConfig
 from traffic_forecast.core.errors import ConfigError, PipelineInputError
 from traffic_forecast.core.io import write_atomic
 from traffic_forecast.data.schemas import TrafficRaw
+from traffic_forecast.forecasting import ensemble, mstl
 from traffic_forecast.forecasting.features import exogenous_columns
 
 HOURLY = "h"
+# The project's own classes that conf/model/ names as `_target_`s: imported here so that every
+# stage building a forecaster depends on them in dvc.yaml (`traffic-forecast stage-deps` follows
+# imports, not config strings), and a change to them re-runs what they build.
+PROJECT_TARGETS = (ensemble.stacked, mstl.MSTL)
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
-SEASON_KEYS = frozenset({"sp"})  # sktime's name for a season length, wherever it is nested
+# sktime's names for season lengths, wherever nested: sp (one), periods (MSTL's list)
+SEASON_KEYS = frozenset({"sp", "periods"})
+# sktime's and statsmodels' names for a form that divides by the series, and their values
+MULTIPLICATIVE_KEYS = frozenset({"model", "seasonal", "trend", "error"})
+MULTIPLICATIVE = frozenset({"multiplicative", "mul"})
 
 
 # sktime 1.2 announces on every forecaster it builds (each fold clones several) that the
@@ -41,6 +51,14 @@ SEASON_KEYS = frozenset({"sp"})  # sktime's name for a season length, wherever i
 # the announcement is dropped where warnings are shown, in this process and in the backtest's
 # workers (`quiet_worker`, their initializer).
 _ANNOUNCEMENT = "The default of config ``remember_data``"
+# Also dropped, from the recursive_boosting candidate: sktime's note on every
+# RecursiveReductionForecaster built that its interface is experimental (uv.lock pins the
+# version), and scikit-learn's complaint on every fit that the reduction hands it y as a column.
+_DROPPED = (
+    _ANNOUNCEMENT,
+    "RecursiveReductionForecaster is experimental",
+    "A column-vector y was passed when a 1d array was expected",
+)
 
 
 def quiet_worker() -> None:
@@ -48,7 +66,7 @@ def quiet_worker() -> None:
     show = warnings.showwarning
 
     def shown(message: Warning | str, category: type[Warning], *where: Any) -> None:
-        if not str(message).startswith(_ANNOUNCEMENT):
+        if not str(message).startswith(_DROPPED):
             show(message, category, *where)
 
     warnings.showwarning = shown  # type: ignore[assignment]  # same call, fewer names
@@ -86,7 +104,7 @@ def running_sktime(*, libraries_loaded: bool = False) -> Iterator[None]:
         warnings.simplefilter("always")  # record everything; the caller's filters apply below
         yield
     for record in caught:
-        if not str(record.message).startswith(_ANNOUNCEMENT):
+        if not str(record.message).startswith(_DROPPED):
             warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
 
 
@@ -110,9 +128,54 @@ def fit(model: ModelConfig, history: pd.DataFrame, *, setting: str = "model") ->
     check_fits_history(model, len(history), setting=setting)
     forecaster = build_forecaster(model, setting=setting)
     y = target_series(history)
+    check_fits_values(model, y, setting=setting)
     X = exogenous(history, exogenous_columns(history)) if model.uses_exog else None
-    with running_sktime():
+    with running_sktime(), fitting(model, y, setting):
         return forecaster.fit(y, X=X)
+
+
+def multiplicative_settings(block: Any, path: str = "") -> Iterator[str]:
+    """Every setting in a forecaster config that asks for a multiplicative form."""
+    if isinstance(block, dict):
+        for key, value in block.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key in MULTIPLICATIVE_KEYS and value in MULTIPLICATIVE:
+                yield f"{where}={value}"
+            else:
+                yield from multiplicative_settings(value, where)
+    elif isinstance(block, list):
+        for i, value in enumerate(block):
+            yield from multiplicative_settings(value, f"{path}[{i}]")
+
+
+def check_fits_values(model: ModelConfig, y: pd.Series, *, setting: str = "model") -> None:
+    """Refuse, before any fit, a multiplicative form on a target with zero or negative hours."""
+    not_positive = int((y <= 0).sum())
+    wanted = list(multiplicative_settings(model.forecaster, f"{setting}.forecaster"))
+    if not_positive and wanted:
+        raise ConfigError(
+            f"{', '.join(wanted)}: a multiplicative form needs positive values, and the target "
+            f"has {not_positive} hours at or below 0: use the additive form, or a "
+            "LogTransformer with an offset before it"
+        )
+
+
+@contextmanager
+def fitting(model: ModelConfig, y: pd.Series, setting: str) -> Iterator[None]:
+    """Turn a forecaster that fails on this data into a one-line `ConfigError` naming it.
+
+    Statistical forecasters reject some series deep inside statsmodels (a multiplicative
+    step that the config does not spell out, a singular matrix); the user gets the model,
+    the reason and the data's range, not a traceback from a worker process.
+    """
+    try:
+        yield
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        raise ConfigError(
+            f"{setting}.forecaster ({model.name}) cannot be fitted on this data "
+            f"(target from {y.min():g} to {y.max():g}, {int((y <= 0).sum())} hours at or "
+            f"below 0): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def stable_tags(forecaster: Any) -> Any:
@@ -173,6 +236,8 @@ def season_lengths(block: Any, path: str = "") -> Iterator[tuple[str, int]]:
             where = f"{path}.{key}" if path else str(key)
             if key in SEASON_KEYS and isinstance(value, int):
                 yield where, value
+            elif key in SEASON_KEYS and isinstance(value, list):
+                yield from ((f"{where}[{i}]", sp) for i, sp in enumerate(value))
             else:
                 yield from season_lengths(value, where)
     elif isinstance(block, list):

@@ -3,23 +3,34 @@
 sktime spends tens of milliseconds per ``predict`` on checks, conversions and pandas indexes;
 the arithmetic of our pipelines is a few array operations. `traffic_forecast.forecasting.export`
 turns a fitted sktime pipeline into the classes here when it packages a model. Serving then
-forecasts 168 hours of any sale calendar in about a millisecond, and moves the model on with
-live actuals without sktime. Each step mirrors the sktime operation it replaces, in the same
-order of floating-point operations, so both agree to rounding (tests/forecasting/test_inference).
+forecasts 168 hours of any sale calendar in milliseconds (a recursive model: one regressor call
+per hour, for every what-if at once), and moves the model on with live actuals without sktime.
+Each step mirrors the sktime operation it replaces, in the same order of floating-point
+operations, so both agree to rounding (tests/forecasting/test_inference).
 
 A pipeline is the sktime ``TransformedTargetForecaster`` shape: target transforms, then a
-forecaster of the transformed series that does not use the features. Every transform is
-row-wise (hour ``i`` of the output depends on hour ``i`` of the input only), so a what-if
-recomputes only the hours whose features it changes.
+forecaster of the transformed series. Every transform is row-wise (hour ``i`` of the output
+depends on hour ``i`` of the input only). The forecaster of the transformed series is either
+
+* a `SeriesForecaster`, from its own past alone: the whole model is row-wise in the features,
+  and a what-if recomputes only the hours whose features it changes; or
+* a `FeatureRecursion`, from its own past and each hour's features, one hour at a time, each
+  forecast a lag of the next: the features of hour ``h`` move every hour from ``h`` on, and a
+  what-if recomputes every hour from the first one it changes.
+
+`Scenarios` hide that difference from serving: the forecasts of one horizon under the default
+features, made once, and under any others, recomputing only what the other features can move.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+from traffic_forecast.forecasting.scenarios import RecursiveScenarios, RowWiseScenarios, Scenarios
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -49,6 +60,34 @@ class SeriesForecaster(Protocol):
 
     def advanced(self, values: FloatArray) -> SeriesForecaster:
         """The same fitted forecaster having seen ``values`` after its last one."""
+
+
+@runtime_checkable  # LeanForecaster tells the two kinds of forecaster apart by it
+class FeatureRecursion(Protocol):
+    """Forecasts the transformed target hour by hour from its past and each hour's features."""
+
+    def continued(self, known: list[FloatArray], features: list[FloatArray]) -> list[FloatArray]:
+        """Per ``k``: the values after those seen, then ``known[k]``, for hours ``features[k]``."""
+
+    def advanced(self, values: FloatArray) -> FeatureRecursion:
+        """The same fitted forecaster having seen ``values`` after its last one."""
+
+
+class Lean(Protocol):
+    """A fitted model in lean form, as serving uses it (`LeanForecaster`, an ensemble …)."""
+
+    @property
+    def uses_features(self) -> bool:
+        """Whether forecasts depend on the hours' features (a sale calendar changes them)."""
+
+    def predict(self, days: FloatArray, X: FloatArray | None) -> FloatArray:
+        """The forecast of the hours after the last seen: ``days`` and ``X`` one row each."""
+
+    def scenarios(self, days: FloatArray, X: FloatArray | None) -> Scenarios:
+        """The forecasts of the hours ``days`` (after the last seen), ``X`` the default."""
+
+    def advanced(self, y: FloatArray, days: FloatArray, X: FloatArray | None) -> Lean:
+        """The same fitted model having seen ``y`` (the hours after its last seen one)."""
 
 
 @dataclass(frozen=True)
@@ -161,11 +200,50 @@ class SeasonalNaive:
 
 
 @dataclass(frozen=True)
+class RecursiveReduction:
+    """sktime's ``RecursiveReductionForecaster``: a regressor of the next value, fed back.
+
+    The regressor's row for the hour after ``t`` is that hour's features, then ``y(t)``,
+    ``y(t-1)`` … back over the window: sktime's column order (export checks the names). sktime
+    imputes missing lags; a window of observed values (export checks) never has any.
+    """
+
+    estimator: Any  # fitted; predicts from [features…, lag 1, …, lag len(window)] as floats
+    window: FloatArray  # the last values seen, oldest first
+
+    def continued(self, known: list[FloatArray], features: list[FloatArray]) -> list[FloatArray]:
+        """Per ``k``: the values after those seen, then ``known[k]``, for hours ``features[k]``.
+
+        ``features[k]`` holds a row per hour. The paths step together, an hour at a time: one
+        ``predict`` of the regressor per hour for all of them, which costs what one row does.
+        """
+        depth, count = len(self.window), len(features)
+        hours = np.array([len(rows) for rows in features], dtype=int)
+        longest = int(hours.max(initial=0))
+        paths = np.empty((count, depth + longest))
+        inputs = np.zeros((count, longest, features[0].shape[1] if count else 0))
+        for k, (seen, rows) in enumerate(zip(known, features, strict=True)):
+            paths[k, :depth] = np.concatenate([self.window, seen])[-depth:]
+            inputs[k, : len(rows)] = rows
+        for h in range(longest):
+            going = np.flatnonzero(hours > h)
+            lags = paths[going, h : depth + h][:, ::-1]  # the newest value is lag 1
+            rows = np.concatenate([inputs[going, h], lags], axis=1)
+            paths[going, depth + h] = self.estimator.predict(rows)
+        return [paths[k, depth : depth + n] for k, n in enumerate(hours)]
+
+    def advanced(self, values: FloatArray) -> RecursiveReduction:
+        """The same regressor, the window ending at the newest value."""
+        seen = np.concatenate([self.window, values])[-len(self.window) :]
+        return replace(self, window=seen)
+
+
+@dataclass(frozen=True)
 class LeanForecaster:
     """Target transforms and a series forecaster: a fitted sktime pipeline, exported."""
 
     transforms: tuple[Transform, ...]
-    forecaster: SeriesForecaster
+    forecaster: SeriesForecaster | FeatureRecursion
     columns: tuple[str, ...]  # the features X holds, in order (empty: the model takes none)
 
     @property
@@ -173,20 +251,30 @@ class LeanForecaster:
         """Whether forecasts depend on the hours' features (a sale calendar changes them)."""
         return bool(self.columns)
 
-    def residuals(self, hours: int) -> FloatArray:
-        """The series forecaster's forecast: what `restore` turns into the target."""
-        return self.forecaster.forecast(hours)
+    def series(self, days: FloatArray, X: FloatArray | None) -> FloatArray:
+        """The series forecaster's forecast of the hours ``days``: what `restore` turns back."""
+        if isinstance(self.forecaster, FeatureRecursion):
+            return self.forecaster.continued([np.empty(0)], [_rows(X, len(days))])[0]
+        return self.forecaster.forecast(len(days))
 
-    def restore(self, residuals: FloatArray, days: FloatArray, X: FloatArray | None) -> FloatArray:
+    def restore(self, series: FloatArray, days: FloatArray, X: FloatArray | None) -> FloatArray:
         """The target from the forecaster's values, hour by hour (any subset of hours)."""
-        y = residuals
+        y = series
         for step in reversed(self.transforms):
             y = step.inverse(y, days, X)
         return y
 
     def predict(self, days: FloatArray, X: FloatArray | None) -> FloatArray:
         """The forecast of the hours after the last seen: ``days`` and ``X`` one row each."""
-        return self.restore(self.residuals(len(days)), days, X)
+        return self.restore(self.series(days, X), days, X)
+
+    def scenarios(self, days: FloatArray, X: FloatArray | None) -> Scenarios:
+        """The forecasts of the hours ``days`` (after the last seen), ``X`` the default."""
+        series = self.series(days, X)
+        default = self.restore(series, days, X)
+        if isinstance(self.forecaster, FeatureRecursion):
+            return RecursiveScenarios(self, self.forecaster, days, X, series, default)
+        return RowWiseScenarios(self, days, X, series, default)
 
     def advanced(self, y: FloatArray, days: FloatArray, X: FloatArray | None) -> LeanForecaster:
         """The same fitted model having seen ``y`` (the hours after its last seen one)."""
@@ -194,3 +282,8 @@ class LeanForecaster:
         for step in self.transforms:
             transformed = step.transform(transformed, days, X)
         return replace(self, forecaster=self.forecaster.advanced(transformed))
+
+
+def _rows(X: FloatArray | None, hours: int) -> FloatArray:
+    """The hours' features for a recursion; none (zero columns) for a model without."""
+    return np.empty((hours, 0)) if X is None else X

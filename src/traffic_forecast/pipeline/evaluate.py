@@ -1,7 +1,10 @@
-"""Stage 4, evaluate: rolling-origin backtest of the model and the seasonal-naive baseline.
+"""Stage 3, evaluate: rolling-origin backtest of the model and the seasonal-naive baseline.
 
-Both are scored on identical folds. Writes ``reports/metrics.json`` (DVC metrics), the per-fold
-table, DVC plot data (forecast vs actual, error by horizon) and PNG plots beside them.
+Both are scored on identical folds. With ``model=auto`` every candidate is, and their stacked
+ensemble; the lowest MASE is chosen (`traffic_forecast.forecasting.selection`). Writes
+``reports/metrics.json`` (DVC metrics, with every candidate's scores), ``reports/choice.json``
+(what the train stage fits), the per-fold table, DVC plot data (forecast vs actual, error by
+horizon) and PNG plots beside them.
 """
 
 from __future__ import annotations
@@ -10,22 +13,29 @@ import argparse
 import logging
 import math
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from traffic_forecast.core import command
-from traffic_forecast.core.config import Config
+from traffic_forecast.core.config import BacktestConfig, Config
+from traffic_forecast.core.errors import ConfigError
 from traffic_forecast.core.io import write_json_atomic, write_text_atomic
 from traffic_forecast.core.settings import load_config
 from traffic_forecast.data.schemas import FutureFeatures, TrafficRaw
 from traffic_forecast.forecasting import plots
-from traffic_forecast.forecasting.backtest import BacktestRun, run_backtest
-from traffic_forecast.forecasting.intervals import quantile_grid
+from traffic_forecast.forecasting.backtest import BacktestRun, conformal_run, run_backtest
+from traffic_forecast.forecasting.ensemble import stacked_folds, stacking_weights
+from traffic_forecast.forecasting.intervals import calibrate, calibration_payload
 from traffic_forecast.forecasting.metrics import error_by_step, fold_mase, summarise
+from traffic_forecast.forecasting.selection import ENSEMBLE, Choice, candidate_models, choose
 from traffic_forecast.pipeline import outputs
 
 log = logging.getLogger(__name__)
+
+# Each candidate's row in metrics.json's selection table (the headline metrics are the chosen's)
+CANDIDATE_METRICS = ("mase", "mae", "rmse", "interval_coverage", "interval_width_rel")
 
 
 def sale_hours(history: pd.DataFrame) -> pd.DatetimeIndex:
@@ -59,27 +69,25 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def interval_payload(model: BacktestRun, baseline: BacktestRun) -> dict[str, Any]:
-    """How serving makes intervals: the model's own, or the calibrated residual quantiles.
+def interval_payload(
+    model: BacktestRun, baseline: BacktestRun, backtest: BacktestConfig
+) -> dict[str, Any]:
+    """How serving makes intervals: the model's own, or conformal bounds per bucket of steps.
 
-    The quantile grids (every 0.5 %) let serving answer any coverage a request asks for; the
-    baseline's is for the seasonal-naive fallback, which has no intervals of its own.
+    Each bucket's grid (bounds every 0.5 % of tail level) lets serving answer any coverage a
+    request asks for, hour by hour; past the backtest's horizon it applies the last bucket.
+    The baseline's grids are for the seasonal-naive fallback, which has no intervals of its
+    own; its buckets and coverage are the backtest's.
     """
-    payload: dict[str, Any] = {
-        "method": "native",
-        "baseline_log_residual_quantiles": quantile_grid(baseline.folds),
-    }
+    fallback = calibrate(baseline.folds, backtest.coverage, bucket_hours=backtest.bucket_hours)
+    payload: dict[str, Any] = {"method": "native", "baseline": calibration_payload(fallback)}
     if model.calibration is None:
         return payload
-    calibration = model.calibration
-    return payload | {
-        "method": "split_conformal_log_residuals",
-        "coverage": calibration.coverage,
-        "log_residual_low": calibration.low,
-        "log_residual_high": calibration.high,
-        "residuals": calibration.residuals,
-        "log_residual_quantiles": quantile_grid(model.folds),
-    }
+    return (
+        payload
+        | {"method": "split_conformal_log_residuals"}
+        | calibration_payload(model.calibration, model.folds)
+    )
 
 
 def fold_table(model: BacktestRun, baseline: BacktestRun) -> pd.DataFrame:
@@ -127,17 +135,99 @@ def horizon_table(model: BacktestRun, baseline: BacktestRun) -> pd.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class Selection:
+    """``model=auto``'s evidence: every candidate's backtest, the excluded, and the choice."""
+
+    runs: dict[str, BacktestRun]  # cost order, the ensemble last
+    excluded: dict[str, str]  # candidate -> why it could not be backtested on this data
+    weights: dict[str, float]  # the ensemble's, learnt on every fold (empty without one)
+    choice: Choice
+
+    @property
+    def chosen(self) -> BacktestRun:
+        """The chosen candidate's backtest."""
+        return self.runs[self.choice.model]
+
+
+def select(cfg: Config, history: pd.DataFrame) -> Selection:
+    """Backtest every candidate of ``model=auto`` (and their ensemble); choose by MASE."""
+    runs: dict[str, BacktestRun] = {}
+    excluded: dict[str, str] = {}
+    for name, candidate in candidate_models(cfg.model).items():
+        try:
+            runs[name] = run_backtest(
+                candidate, history, cfg.backtest, setting=f"model.candidates.{name}"
+            )
+        except ConfigError as exc:  # e.g. a multiplicative form on data with zero hours
+            log.warning("candidate %s left out: %s", name, exc)
+            excluded[name] = str(exc)
+    if not runs:
+        raise ConfigError("model=auto: no candidate could be backtested: " + "; ".join(excluded))
+    weights: dict[str, float] = {}
+    if cfg.model.ensemble and len(runs) > 1:
+        folds = [run.folds for run in runs.values()]
+        # rounded as metrics.json rounds: the weights trained are the weights recorded
+        learnt = _rounded([float(w) for w in stacking_weights(folds)])
+        weights = dict(zip(runs, learnt, strict=True))
+        seconds = sum(run.seconds for run in runs.values())
+        ensemble = conformal_run(ENSEMBLE, stacked_folds(folds), seconds, cfg.backtest)
+        runs[ENSEMBLE] = ensemble
+    mase = {name: summarise(run.folds, pd.DatetimeIndex([]))["mase"] for name, run in runs.items()}
+    chosen = choose(mase, cfg.model.tie_tolerance)
+    log.info("model=auto chose %s: MASE %s", chosen, {k: _rounded(v) for k, v in mase.items()})
+    choice = Choice(chosen, weights if chosen == ENSEMBLE else {})
+    return Selection(runs, excluded, weights, choice)
+
+
+def selection_payload(
+    selection: Selection, baseline: dict[str, Any], sales: pd.DatetimeIndex, cfg: Config
+) -> dict[str, Any]:
+    """``metrics.json``'s record of the choice: every candidate's scores, the rule, the winner."""
+    candidates: dict[str, Any] = {}
+    for name, run in selection.runs.items():
+        scores = summarise(run.folds, sales)
+        candidates[name] = {key: scores.get(key) for key in CANDIDATE_METRICS} | {
+            "mase_vs_baseline": _ratio(scores["mase"], baseline["mase"])
+        }
+    if ENSEMBLE in candidates:
+        candidates[ENSEMBLE]["weights"] = selection.weights
+    for name, reason in selection.excluded.items():
+        candidates[name] = {"excluded": reason}
+    return {
+        "chosen": selection.choice.model,
+        "rule": (
+            f"lowest MASE; candidates within {cfg.model.tie_tolerance:.0%} of the best are tied "
+            "and the one listed first (the cheaper) wins; the ensemble is the most expensive"
+        ),
+        "candidates": candidates,
+        "order": list(candidates),  # cost order: metrics.json's keys are written sorted
+    }
+
+
 def run(cfg: Config) -> dict[str, Any]:
-    """Backtest model and baseline, write metrics, tables and plots; return the metrics."""
+    """Backtest model (or every candidate) and baseline; write metrics, choice, tables, plots."""
     paths = cfg.paths
     history, _ = outputs.read_features(paths)
-    model = run_backtest(cfg.model, history, cfg.backtest, setting="model")
     baseline = run_backtest(
         cfg.baseline, history, cfg.backtest, setting="baseline", intervals=False
     )
-    metrics = metrics_payload(model, baseline, sale_hours(history), cfg)
+    sales = sale_hours(history)
+    if cfg.model.candidates:
+        selection = select(cfg, history)
+        model, choice = selection.chosen, selection.choice
+    else:
+        selection = None
+        model = run_backtest(cfg.model, history, cfg.backtest, setting="model")
+        choice = Choice(cfg.model.name)
+    metrics = metrics_payload(model, baseline, sales, cfg)
+    if selection is not None:
+        metrics["selection"] = selection_payload(selection, metrics["baseline"], sales, cfg)
     write_json_atomic(outputs.METRICS.path(paths), _rounded(metrics))
-    write_json_atomic(outputs.INTERVALS.path(paths), _rounded(interval_payload(model, baseline)))
+    write_json_atomic(outputs.CHOICE.path(paths), choice.as_dict())
+    write_json_atomic(
+        outputs.INTERVALS.path(paths), _rounded(interval_payload(model, baseline, cfg.backtest))
+    )
     write_text_atomic(
         outputs.FOLDS.path(paths), fold_table(model, baseline).round(4).to_csv(index=False)
     )

@@ -66,6 +66,7 @@ MODEL_CARD = Output("train", "model_dir", "model_card.json")
 # evaluate: the backtest's metrics (DVC metrics), tables, plot data and plots, intervals
 METRICS = Output("evaluate", "reports_dir", "metrics.json")
 INTERVALS = Output("evaluate", "reports_dir", "intervals.json")
+CHOICE = Output("evaluate", "reports_dir", "choice.json")  # the model train fits (model=auto)
 FOLDS = Output("evaluate", "reports_dir", "backtest_folds.csv")
 FORECAST_PLOT_DATA = Output("evaluate", "reports_dir", "plots/forecast.csv")
 HORIZON_PLOT_DATA = Output("evaluate", "reports_dir", "plots/error_by_horizon.csv")

@@ -1,4 +1,6 @@
-"""Stage 3, train: fit the configured forecaster and the seasonal-naive fallback on all history.
+"""Stage 4, train: fit the configured forecaster and the seasonal-naive fallback on all history.
+
+With ``model=auto`` the forecaster is the one the evaluate stage chose (``reports/choice.json``).
 
 Writes ``models/forecaster.zip``, ``models/baseline.zip`` (sktime's own format, byte-stable) and
 ``models/model_card.json``: the raw data that trained the model (version, each file's MD5),
@@ -19,13 +21,14 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from traffic_forecast.core import command, lineage
-from traffic_forecast.core.config import Config
+from traffic_forecast.core.config import Config, ModelConfig
 from traffic_forecast.core.io import write_json_atomic
 from traffic_forecast.core.settings import load_config
 from traffic_forecast.data.schemas import TrafficRaw
 from traffic_forecast.forecasting import forecasters
 from traffic_forecast.forecasting.features import exogenous_columns
 from traffic_forecast.pipeline import outputs
+from traffic_forecast.pipeline.chosen import trained_model
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +43,18 @@ def resolved_config(cfg: Config) -> dict[str, Any]:
     return {str(key): resolved[key] for key in MODEL_SECTIONS}
 
 
-def model_card(cfg: Config, history: pd.DataFrame, data: dict[str, Any]) -> dict[str, Any]:
-    """Lineage of a model trained on ``history`` (from the raw ``data``) with ``cfg``."""
+def model_card(
+    cfg: Config, model: ModelConfig, history: pd.DataFrame, data: dict[str, Any]
+) -> dict[str, Any]:
+    """Lineage of ``model`` trained on ``history`` (from the raw ``data``) with ``cfg``."""
     stamps = history[TrafficRaw.timestamp]
     resolved = resolved_config(cfg)
     return {
-        "model": cfg.model.name,
+        "model": model.name,
+        "chosen_by": "model=auto" if cfg.model.candidates else "config",
         "baseline": cfg.baseline.name,
-        "uses_exog": cfg.model.uses_exog,
-        "exogenous_columns": exogenous_columns(history) if cfg.model.uses_exog else [],
+        "uses_exog": model.uses_exog,
+        "exogenous_columns": exogenous_columns(history) if model.uses_exog else [],
         "data_version": data["version"],
         "data": data,
         "training_frame_hash": lineage.frame_hash(history),
@@ -67,11 +73,12 @@ def run(cfg: Config) -> dict[str, Any]:
     """Fit model and fallback, save both and the model card; return the card."""
     paths = cfg.paths
     history, _ = outputs.read_features(paths)
-    forecaster = forecasters.fit(cfg.model, history)
+    model = trained_model(cfg)
+    forecaster = forecasters.fit(model, history)
     baseline = forecasters.fit(cfg.baseline, history, setting="baseline")
     forecasters.save(forecaster, outputs.FORECASTER.path(paths))
     forecasters.save(baseline, outputs.BASELINE.path(paths))
-    card = model_card(cfg, history, outputs.read_json(outputs.FEATURES_DATA, paths))
+    card = model_card(cfg, model, history, outputs.read_json(outputs.FEATURES_DATA, paths))
     write_json_atomic(outputs.MODEL_CARD.path(paths), card)
     return card
 

@@ -87,8 +87,10 @@ def base_metrics(base: str, paths: PathsConfig) -> dict[str, Any] | None:
     """The base's committed metrics: ``dvc metrics diff``, else ``git show``."""
     metrics_file = outputs.METRICS.path(paths).as_posix()
     diff = _dvc("metrics", "diff", base, "--all").get(metrics_file, {})
-    old = {key: change.get("old") for key, change in diff.items()}
-    if any(value is not None for value in old.values()):
+    # A key only the PR has comes with old None: leave it out, or a base without `selection`
+    # would seem to have one (every candidate with no figures).
+    old = {key: change["old"] for key, change in diff.items() if change.get("old") is not None}
+    if old:
         nested = _unflatten(old)
         if "model" in nested:
             return nested

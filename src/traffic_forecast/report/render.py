@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from traffic_forecast.report.candidates import candidates_json, candidates_section
 from traffic_forecast.report.charts import forecast_chart, horizon_chart
 from traffic_forecast.report.gate import Verdict
 from traffic_forecast.report.notes import footer, override_line
@@ -31,6 +32,9 @@ SECTIONS = (
     "## Capacity impact",
     "## Explainability",
 )
+# Only when the PR or the base chose among candidates (`model=auto`): right after the metrics
+# of the chosen model, before the plots of it.
+CANDIDATES = "## Model candidates"
 SKIPPED = (
     "Params, metrics, plots, capacity and explainability are left out: data validation failed, "
     "so training did not run. Fix the data (table above) and push again."
@@ -87,7 +91,7 @@ def _plots(inputs: ReportInputs) -> str:
 
 
 def render_markdown(inputs: ReportInputs) -> str:
-    """The whole report: verdict, data, params, metrics, plots, capacity, drivers, footer."""
+    """The whole report: verdict, data, params, metrics, candidates, plots, capacity, footer."""
     out = [f"**{verdict_line(inputs.verdict, inputs.validation_passed)}**", ""]
     if inputs.override_label:
         label, labels = inputs.override_label, inputs.labels
@@ -118,8 +122,11 @@ def render_markdown(inputs: ReportInputs) -> str:
             capacity_section(inputs.capacity, inputs.capacity_reason),
             explain_section(inputs.explain),
         )
+        candidates = candidates_section(inputs.pr_metrics, inputs.base_metrics)
         for heading, body in zip(SECTIONS[1:], bodies, strict=True):
             out += [heading, "", body, ""]
+            if heading == SECTIONS[2] and candidates is not None:  # after "## Metrics"
+                out += [CANDIDATES, "", candidates, ""]
     out.append(footer(inputs.commit, inputs.data_version_pr, inputs.remote_note, inputs.run_url))
     return redact("\n".join(out) + "\n", inputs.private)
 
@@ -147,10 +154,12 @@ def render_json(inputs: ReportInputs) -> dict[str, Any]:
             for k, (old, new) in leaf_changes(inputs.params_changed).items()
         },
         "metrics": [],
+        "candidates": None,  # None: neither side chose among candidate models
         "capacity": None,
     }
     if inputs.validation_passed and inputs.pr_metrics is not None:
         payload["metrics"] = _metrics(inputs, inputs.pr_metrics)[1]
+        payload["candidates"] = candidates_json(inputs.pr_metrics, inputs.base_metrics)
     if inputs.capacity is not None:
         impact = inputs.capacity
         payload["capacity"] = {

@@ -28,6 +28,8 @@ class MetricRow:
     path: tuple[str, ...]
     form: str
     coverage: bool = False  # better when closer to the nominal coverage, not lower
+    points: bool = False  # a share: its change in percentage points, not in % of itself
+    marked: bool = True  # False: no better/worse, the change alone says nothing
 
 
 METRIC_ROWS = (
@@ -36,7 +38,17 @@ METRIC_ROWS = (
     MetricRow("RMSE", ("model", "rmse"), "{:,.0f}"),
     MetricRow("MAE, peak hours", ("model", "mae_peak_hours"), "{:,.0f}"),
     MetricRow("MAE, sale hours", ("model", "mae_sale_hours"), "{:,.0f}"),
-    MetricRow("interval coverage", ("model", "interval_coverage"), "{:.1%}", coverage=True),
+    MetricRow(
+        "interval coverage", ("model", "interval_coverage"), "{:.1%}", coverage=True, points=True
+    ),
+    # Narrower is better only at the same coverage: shown next to it, unmarked.
+    MetricRow(
+        "interval width / actual",
+        ("model", "interval_width_rel"),
+        "{:.1%}",
+        points=True,
+        marked=False,
+    ),
     MetricRow("vs seasonal naive (MASE ratio)", ("mase_vs_baseline",), "{:.3f}"),
 )
 
@@ -69,15 +81,16 @@ def compare_metric(
     """Base and PR values of one metric, its change and a marker (see `NEUTRAL_PCT`)."""
     new, old = _lookup(pr, row.path), _lookup(base, row.path)
     delta: float | None = None
-    marker = NEUTRAL
+    marker = NEUTRAL if row.marked else ""
     if new is not None and old is not None:
-        if row.coverage:
-            delta = (new - old) * 100  # percentage points
-            gain = (abs(old - nominal_coverage) - abs(new - nominal_coverage)) * 100
+        if row.points:
+            delta = (new - old) * 100
         else:
             delta = (new - old) / abs(old) * 100 if old else (0.0 if new == old else math.inf)
-            gain = -delta
-        if abs(gain) >= NEUTRAL_PCT:
+        gain = -delta
+        if row.coverage:
+            gain = (abs(old - nominal_coverage) - abs(new - nominal_coverage)) * 100
+        if row.marked and abs(gain) >= NEUTRAL_PCT:
             marker = BETTER if gain > 0 else WORSE
     return {"label": row.label, "base": old, "pr": new, "delta": delta, "marker": marker}
 
@@ -104,7 +117,7 @@ def metrics_table(
     for spec, row in zip(METRIC_ROWS, rows, strict=True):
         cells = [DASH if row[k] is None else spec.form.format(row[k]) for k in ("base", "pr")]
         delta = row["delta"]
-        unit = " pp" if spec.coverage else " %"
+        unit = " pp" if spec.points else " %"
         shown = DASH if delta is None else f"{delta:+.1f}{unit}"
         gate = by_path.get(spec.path)
         row["gate"] = None if gate is None else {"limit": gate.limit, "passed": gate.passed}
@@ -120,8 +133,10 @@ def metrics_table(
     )
     note = (
         f"\nLower is better; coverage is better closer to the nominal {nominal_coverage:.0%}. "
-        f"⚪: a change under {NEUTRAL_PCT:g} % (pp for coverage). {gated} The base is not "
-        "retrained: its numbers are its committed `reports/metrics.json`."
+        f"⚪: a change under {NEUTRAL_PCT:g} % (pp for coverage). Interval width (mean of "
+        "(upper - lower) / actual) is unmarked: narrower is better only at the same coverage. "
+        f"{gated} The base is not retrained: its numbers are its committed "
+        "`reports/metrics.json`."
     )
     return "\n".join(lines) + "\n" + note, rows
 

@@ -51,7 +51,9 @@ def summary_table(metrics: dict[str, Any], model: str, baseline: str) -> str:
 def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.overrides)
     metrics = outputs.read_json(outputs.METRICS, cfg.paths)
-    print(summary_table(metrics, cfg.model.name, cfg.baseline.name))
+    chosen = metrics.get("selection", {}).get("chosen")  # model=auto: the candidate it chose
+    model = f"{chosen} (auto)" if chosen else cfg.model.name
+    print(summary_table(metrics, model, cfg.baseline.name))
     print("\nreports:")
     for output in REPORT_FILES:
         if output.path(cfg.paths).is_file():

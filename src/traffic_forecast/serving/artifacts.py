@@ -23,8 +23,7 @@ from traffic_forecast.core.config import WEEK_HOURS, Config, ServingConfig
 from traffic_forecast.data.schemas import TrafficRaw
 from traffic_forecast.forecasting import forecasters
 from traffic_forecast.forecasting.capacity import Capacity, learn_capacity
-from traffic_forecast.forecasting.export import NotExportableError, export
-from traffic_forecast.forecasting.inference import LeanForecaster
+from traffic_forecast.forecasting.export import LeanModel, NotExportableError, export
 from traffic_forecast.pipeline import outputs
 
 # The packaged files: the pipeline's, under their own names, and the serving settings.
@@ -44,8 +43,8 @@ INFERENCE_FILE = "inference.pkl"  # the lean forms of model and fallback (foreca
 class LeanForms:
     """Model and fallback exported for serving without sktime; None and why where not."""
 
-    forecaster: LeanForecaster | None
-    baseline: LeanForecaster | None
+    forecaster: LeanModel | None
+    baseline: LeanModel | None
     not_exported: str | None = None  # why the model keeps sktime's path
 
 
@@ -121,7 +120,7 @@ def lean_forms(folder: Path) -> LeanForms:
     """Export the packaged forecaster and fallback in ``folder`` to their lean forms."""
     card = _json(folder / MODEL_CARD_FILE)
     columns = list(card.get("exogenous_columns", [])) if card.get("uses_exog") else []
-    exported: list[LeanForecaster | None] = []
+    exported: list[LeanModel | None] = []
     reasons = []
     for name, path, features in (
         (card.get("model"), folder / FORECASTER_FILE, columns),

@@ -34,9 +34,18 @@ from traffic_forecast.forecasting.features import (
 )
 from traffic_forecast.forecasting.forecasters import exogenous, one_openmp_thread, running_sktime
 from traffic_forecast.forecasting.inference import LeanForecaster
+from traffic_forecast.forecasting.scenarios import Scenarios
 from traffic_forecast.serving.artifacts import ModelArtifacts
-from traffic_forecast.serving.bands import NATIVE_LEVELS, at_level, bounded, conformal, holding
-from traffic_forecast.serving.state import ModelState, packaged_state, told
+from traffic_forecast.serving.bands import (
+    NATIVE_LEVELS,
+    at_level,
+    bounded,
+    conformal,
+    fallback_grids,
+    holding,
+    model_grids,
+)
+from traffic_forecast.serving.state import LEAN_FORMS, ModelState, packaged_state, told
 
 FloatArray = npt.NDArray[np.float64]
 NATIVE = "native"
@@ -100,8 +109,9 @@ class ForecastEngine:
         self.columns: list[str] = list(artifacts.card.get("exogenous_columns", []))
         self._events = event_columns(self.columns)  # 0 in every hour served: none is known
         self._native = artifacts.intervals.get("method") == NATIVE
-        self._model_grid: list[float] = artifacts.intervals.get("log_residual_quantiles", [])
-        self._baseline_grid: list[float] = artifacts.intervals["baseline_log_residual_quantiles"]
+        hours = len(self.timestamps)  # per-bucket grids spread over the hours, once per engine
+        self._model_grids = None if self._native else model_grids(artifacts.intervals, hours)
+        self._baseline_grids = fallback_grids(artifacts.intervals, hours)
         self._fh = ForecastingHorizon(self.timestamps, is_relative=False)
         self._days = days_since_epoch(self.timestamps)
         self._hours = self.timestamps.to_numpy(dtype="datetime64[ns]")
@@ -113,9 +123,8 @@ class ForecastEngine:
         self._calendar = SaleCalendar.of(artifacts.sale_events).touching(
             self._hours[0], self._hours[-1]
         )
-        lean = self.state.forecaster
-        self._residuals = lean.residuals(self.max_horizon) if self.is_lean else None
-        self._model_point = self._predict(self._X, self.future)
+        self._scenarios = self._lean_scenarios()  # None on sktime's path
+        self._model_point = self._predict(self.future)
         self._baseline_point = self._predict_baseline()
         self._native_quantiles = self._quantiles() if self._native else None
         self.check()
@@ -128,7 +137,7 @@ class ForecastEngine:
     @property
     def is_lean(self) -> bool:
         """Whether the model runs in its lean form (else through sktime)."""
-        return isinstance(self.state.forecaster, LeanForecaster)
+        return isinstance(self.state.forecaster, LEAN_FORMS)
 
     @property
     def inference(self) -> dict[str, Any]:
@@ -170,15 +179,21 @@ class ForecastEngine:
             events=self._events,
         )
 
-    def _predict(self, X: FloatArray | None, future: pd.DataFrame) -> FloatArray:
+    def _lean_scenarios(self) -> Scenarios | None:
+        """The lean form's forecasts of the horizon, default scenario first (None: sktime's)."""
         model = self.state.forecaster
-        if isinstance(model, LeanForecaster):
-            assert self._residuals is not None
-            with one_openmp_thread():
-                return bounded(model.restore(self._residuals, self._days, X))
+        if not isinstance(model, LEAN_FORMS):
+            return None
+        with one_openmp_thread():
+            return model.scenarios(self._days, self._X)
+
+    def _predict(self, future: pd.DataFrame) -> FloatArray:
+        if self._scenarios is not None:
+            return bounded(self._scenarios.default)
         frame = exogenous(future, self.columns) if self.uses_exog else None
         with running_sktime(libraries_loaded=True):
-            return bounded(np.asarray(model.predict(self._fh, X=frame), dtype=float).ravel())
+            predicted = self.state.forecaster.predict(self._fh, X=frame)
+            return bounded(np.asarray(predicted, dtype=float).ravel())
 
     def _predict_baseline(self) -> FloatArray:
         baseline = self.state.baseline
@@ -203,9 +218,12 @@ class ForecastEngine:
             if len(values) != self.max_horizon or not np.isfinite(values).all():
                 raise SelfCheckError(f"the {name} forecast is not {self.max_horizon} finite hours")
         coverage = self.artifacts.serving.default_coverage
-        lower, upper = self._model_band(self._model_point, coverage)
-        if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
-            raise SelfCheckError(f"the {coverage:.0%} interval is not finite")
+        for name, (lower, upper) in (
+            ("model", self._model_band(self._model_point, coverage)),
+            ("fallback", conformal(self._baseline_point, self._baseline_grids, coverage)),
+        ):
+            if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+                raise SelfCheckError(f"the {name}'s {coverage:.0%} interval is not finite")
 
     def _model_band(self, point: FloatArray, coverage: float) -> tuple[FloatArray, FloatArray]:
         if self._native_quantiles is not None:
@@ -215,7 +233,8 @@ class ForecastEngine:
                 at_level(self._native_quantiles, tail),
                 at_level(self._native_quantiles, 1.0 - tail),
             )
-        return conformal(point, self._model_grid, coverage)
+        assert self._model_grids is not None  # conformal whenever not native
+        return conformal(point, self._model_grids, coverage)
 
     def default(self, horizon: int, coverage: float) -> Forecast:
         """The default scenario's first ``horizon`` hours at any ``coverage``, from memory."""
@@ -225,7 +244,7 @@ class ForecastEngine:
     def fallback(self, horizon: int, coverage: float, reason: str) -> Forecast:
         """Seasonal naive (same hour last week), with intervals from its own backtest residuals."""
         point = self._baseline_point[:horizon]
-        band = conformal(point, self._baseline_grid, coverage)
+        band = conformal(point, self._baseline_grids, coverage)
         return self._answer(point, band, coverage, reason)
 
     def what_if(self, events: list[PlannedEvent], horizon: int, coverage: float) -> Forecast:
@@ -235,35 +254,25 @@ class ForecastEngine:
     def what_ifs(self, asked: list[WhatIf]) -> list[Forecast]:
         """Several what-ifs at once (the service batches those that arrive together).
 
-        Lean: only the hours whose features the events change are forecast again, and those
-        of every what-if in one ``predict`` of the regressor (the rest of the model does not
-        depend on features, and every step is hour by hour).
+        Lean: the model's `Scenarios` forecast again only the hours the events can move (a
+        row-wise model the hours whose features change, a recursive one every hour from the
+        first that changes) and every what-if together (one ``predict`` of a regressor for all).
         """
         if not self.uses_exog:  # a model without sale features ignores them
             return [self.default(one.horizon, one.coverage) for one in asked]
-        assert self._X is not None
         scenarios = [self._scenario_matrix(one.events) for one in asked]
-        if self._residuals is None:
+        if self._scenarios is None:
             return [
                 self._sktime_what_if(X, one.horizon, one.coverage)
                 for X, one in zip(scenarios, asked, strict=True)
             ]
-        changed = [
-            np.flatnonzero((X[: one.horizon] != self._X[: one.horizon]).any(axis=1))
-            for X, one in zip(scenarios, asked, strict=True)
-        ]
-        rows = np.concatenate(changed)
-        forecast = np.empty(0)
-        if len(rows):
-            model: LeanForecaster = self.state.forecaster
-            X = np.concatenate([X[hours] for X, hours in zip(scenarios, changed, strict=True)])
-            with one_openmp_thread():
-                forecast = bounded(model.restore(self._residuals[rows], self._days[rows], X))
-        answers, at = [], 0
-        for one, hours in zip(asked, changed, strict=True):
-            point = self._model_point[: one.horizon].copy()
-            point[hours] = forecast[at : at + len(hours)]
-            at += len(hours)
+        with one_openmp_thread():
+            points = self._scenarios.under(
+                [X[: one.horizon] for X, one in zip(scenarios, asked, strict=True)]
+            )
+        answers = []
+        for one, values in zip(asked, points, strict=True):
+            point = bounded(values)
             answers.append(self._answer(point, self._model_band(point, one.coverage), one.coverage))
         return answers
 

@@ -17,22 +17,24 @@ import numpy.typing as npt
 import pandas as pd
 from sktime.forecasting.base import ForecastingHorizon
 
-from traffic_forecast.forecasting.export import days_since_epoch
+from traffic_forecast.forecasting.export import LeanModel, days_since_epoch
 from traffic_forecast.forecasting.forecasters import exogenous, one_openmp_thread, running_sktime
 from traffic_forecast.forecasting.inference import LeanForecaster
+from traffic_forecast.forecasting.lean_ensemble import LeanEnsemble
 from traffic_forecast.serving.artifacts import ModelArtifacts
 
 FloatArray = npt.NDArray[np.float64]
 LEAN, SKTIME = "lean", "sktime"
 # The lean form serves only if it forecasts what sktime does, to this relative difference.
 LEAN_TOLERANCE = 1e-9
+LEAN_FORMS = (LeanForecaster, LeanEnsemble)  # what `export` makes of a whole model
 
 
 @dataclass(frozen=True)
 class ModelState:
     """What the model has been told: model and fallback up to the last observed hour.
 
-    Each is a `LeanForecaster` or a fitted sktime forecaster (`packaged_state` chooses).
+    Each is a lean form (`LEAN_FORMS`) or a fitted sktime forecaster (`packaged_state` chooses).
     """
 
     forecaster: Any
@@ -86,16 +88,23 @@ def packaged_state(artifacts: ModelArtifacts) -> ModelState:
         difference = _disagreement(mine, reference)
         if difference <= LEAN_TOLERANCE:
             chosen.append(lean)
+            reasons += _partly_sktime(lean)
         else:
             chosen.append(fitted)
             reasons.append(f"the {name}'s lean form differs from sktime by {difference:.1e}")
-    inference = LEAN if isinstance(chosen[0], LeanForecaster) else SKTIME
+    inference = LEAN if isinstance(chosen[0], LEAN_FORMS) else SKTIME
     return ModelState(chosen[0], chosen[1], artifacts.recent, inference, "; ".join(reasons) or None)
+
+
+def _partly_sktime(lean: LeanModel) -> list[str]:
+    """Why a lean ensemble still runs some members through sktime (for ``/metadata``)."""
+    slow = lean.through_sktime if isinstance(lean, LeanEnsemble) else ()
+    return [f"the ensemble runs {', '.join(slow)} through sktime (no lean form)"] if slow else []
 
 
 def told(model: Any, y: pd.Series, X: pd.DataFrame | None) -> Any:
     """``model`` having seen ``y`` (and the hours' features ``X``), its parameters kept."""
-    if isinstance(model, LeanForecaster):
+    if isinstance(model, LEAN_FORMS):
         features = X.to_numpy() if X is not None and model.uses_features else None
         with one_openmp_thread():
             return model.advanced(
