@@ -19,7 +19,7 @@ from typing import Any
 
 from tests.conftest import REPO_ROOT
 
-STAGES = ("validate", "features", "train", "evaluate", "explain")
+STAGES = ("validate", "features", "evaluate", "train", "explain")  # dvc.yaml's order
 METRICS = Path("reports/metrics.json")
 RUNNING = re.compile(r"^Running stage '([^']+)'", re.MULTILINE)
 SKIPPED = re.compile(r"^Stage '([^']+)' didn't change, skipping", re.MULTILINE)
