@@ -39,7 +39,7 @@ MIN_FOLDS = 26
 
 RUNNING = re.compile(r"^Running stage '([^']+)'")
 SKIPPED = re.compile(r"^Stage '([^']+)' (didn't change, skipping|is cached)")
-BACKTEST = re.compile(r"^backtest (\S+): (\d+) folds in ([\d.]+) s")
+BACKTEST = re.compile(r"^backtest (\S+): (\d+) folds in ([\d.]+) s(?: \((\S+)\))?")
 CHOSEN = re.compile(r"^model=auto chose (\S+)")
 
 
@@ -171,7 +171,8 @@ def backtest_lines(run: Timed) -> list[str]:
     lines = []
     for line in run.output:
         if found := BACKTEST.match(line):
-            lines.append(f"  backtest of {found[1]}: {found[2]} folds in {found[3]} s")
+            role = f" as {found[4]}" if found[4] else ""
+            lines.append(f"  backtest of {found[1]}{role}: {found[2]} folds in {found[3]} s")
         elif found := CHOSEN.match(line):
             lines.append(f"  {line.strip()}")
     return lines

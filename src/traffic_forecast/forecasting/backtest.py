@@ -149,7 +149,7 @@ def run_backtest(
             backend_params=backend_params,
         )
     seconds = time.perf_counter() - started
-    log.info("backtest %s: %d folds in %.1f s", model.name, len(results), seconds)
+    log.info("backtest %s: %d folds in %.1f s (%s)", model.name, len(results), seconds, setting)
     folds = [_fold(row, with_interval) for _, row in results.iterrows()]
     if not intervals or with_interval:
         return BacktestRun(model.name, folds, seconds)
