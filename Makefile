@@ -91,7 +91,7 @@ demo: bento system-deps ## Install, pipeline, Bento, blue/green deploy, forecast
 	$(TF) deploy latest $(ARGS)
 	$(TF) verify $(ARGS)
 	$(TF) actuals $(ARGS)
-	$(TF) observe $(DEMO_ACTUALS) --hours 24 --wait $(ARGS)
+	$(TF) observe $(DEMO_ACTUALS) $(ARGS) --hours 24 --wait
 	$(TF) verify $(ARGS)
 
 # The PR report compares with BASE: in CI the pull request's base commit (from the event
