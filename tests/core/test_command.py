@@ -6,6 +6,7 @@ and an exit code; only a bug in the code may show a traceback.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from traffic_forecast import cli
+from traffic_forecast.core import command
 
 COMMANDS = sorted(cli.COMMANDS)
 
@@ -81,3 +83,28 @@ def test_a_user_error_is_one_line_without_a_traceback(
     error = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(error) == 1, done.stderr
     assert fragment in error[0]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["in.csv", "--hours", "2", "--wait", "model=theta"],
+        ["in.csv", "model=theta", "--hours", "2", "--wait"],
+        ["--wait", "in.csv", "--hours", "2", "model=theta"],
+    ],
+    ids=["after-options", "before-options", "between"],
+)
+def test_overrides_are_taken_before_or_after_a_commands_options(argv: list[str]) -> None:
+    seen = {}
+
+    def body(args: argparse.Namespace) -> int:
+        seen.update(vars(args))
+        return 0
+
+    made = command.parser("observe", "a command with a file, options and overrides")
+    made.add_argument("file")
+    made.add_argument("--hours", type=int)
+    made.add_argument("--wait", action="store_true")
+
+    assert command.run(made, body, argv) == 0
+    assert seen == {"file": "in.csv", "hours": 2, "wait": True, "overrides": ["model=theta"]}

@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 from traffic_forecast.core.errors import TrafficForecastError
@@ -61,7 +62,11 @@ def run(
     if made.takes_overrides:  # last: a positional argument of the command goes before them
         made.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDES_HELP)
     try:
-        args = made.parse_args(list(sys.argv[1:] if argv is None else argv))
+        # Intermixed: overrides may also follow a command's options (`observe f.csv --wait
+        # model=auto`); argparse's plain parse takes them only next to the other positionals.
+        with warnings.catch_warnings():  # argparse's own note on an empty `nargs="*"` pass
+            warnings.filterwarnings("ignore", message="Do not expect", category=UserWarning)
+            args = made.parse_intermixed_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as done:  # --help (0) or a usage error (2), already printed
         return int(done.code or 0)
     configure_logging()
