@@ -17,7 +17,6 @@ from traffic_forecast.forecasting.intervals import (
     calibrate,
     coverage_map,
     from_grid,
-    log_residuals,
     residual_matrix,
     steps_of,
     with_conformal_intervals,
@@ -189,7 +188,7 @@ def test_a_level_outside_zero_one_is_refused(level: float) -> None:
 def test_log_residuals_stay_finite_at_zero() -> None:
     fold = _fold(0, np.array([0.0, 0.0, 10.0, 0.5]), np.array([0.0, 10.0, 0.0, -3.0]))
 
-    residuals = log_residuals([fold])
+    residuals = residual_matrix([fold]).ravel()
 
     # Both sides are floored at 1: 0 vs 0 is no error; 0 vs 10 is log(1/10).
     assert residuals.tolist() == pytest.approx([0.0, math.log(0.1), math.log(10.0), 0.0])

@@ -112,11 +112,6 @@ def residual_matrix(folds: list[Fold]) -> FloatArray:
     return residuals
 
 
-def log_residuals(folds: list[Fold]) -> FloatArray:
-    """``log(actual / forecast)`` over the given folds, flattened."""
-    return residual_matrix(folds).ravel() if folds else np.empty(0)
-
-
 def quantile_grid(residuals: FloatArray) -> FloatArray:
     """The residuals' quantiles at tail levels ``0, 1/GRID_STEPS, …, 1`` (linear between)."""
     grid: FloatArray = np.quantile(residuals, np.linspace(0.0, 1.0, GRID_STEPS + 1))

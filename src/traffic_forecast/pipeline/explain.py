@@ -152,19 +152,13 @@ def run(cfg: Config) -> pd.DataFrame | None:
     table = permutation_importance(model, history, cfg.explain, cfg.seed)
     write_text_atomic(csv, table.round(4).to_csv(index=False))
     plots.importance(table, png)
+    top = ", ".join(f"{r.feature} (+{r.importance:.2f})" for r in table.head(3).itertuples())
+    log.info("top drivers of the %s forecast (MASE increase when shuffled): %s", model.name, top)
     return table
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.overrides)
-    table = run(cfg)
-    if table is not None:
-        top = ", ".join(f"{r.feature} (+{r.importance:.2f})" for r in table.head(3).itertuples())
-        log.info(
-            "top drivers of the %s forecast (MASE increase when shuffled): %s",
-            trained_model(cfg).name,
-            top,
-        )
+    run(load_config(args.overrides))
     return 0
 
 

@@ -6,12 +6,11 @@ its ``model`` section is always the chosen model's, and that is what the gate ju
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from traffic_forecast.report.sections import DASH
+from traffic_forecast.report.sections import DASH, finite_number
 
 ADDED, REMOVED = "added", "removed"
 MAX_REASON = 160  # characters of why a candidate was left out, in its table cell
@@ -54,12 +53,6 @@ COLUMNS = (
     Column("interval coverage", "interval_coverage", "{:.1%}"),
     Column("interval width / actual", "interval_width_rel", "{:.1%}"),
 )
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _text(value: Any) -> str | None:
@@ -139,13 +132,13 @@ def _code(name: str) -> str:
 
 
 def _figure(figures: Mapping[str, Any] | None, key: str, form: str) -> str:
-    value = _number((figures or {}).get(key))
+    value = finite_number((figures or {}).get(key))
     return DASH if value is None else form.format(value)
 
 
 def mase_change_pct(row: CandidateRow) -> float | None:
     """The candidate's MASE change vs the base, in %, or None unless both sides have a MASE."""
-    new, old = (_number((side or {}).get("mase")) for side in (row.pr, row.base))
+    new, old = (finite_number((side or {}).get("mase")) for side in (row.pr, row.base))
     if new is None or old is None or old == 0:
         return None
     return (new - old) / abs(old) * 100
@@ -155,7 +148,7 @@ def _weights(figures: Mapping[str, Any] | None) -> str | None:
     weights = (figures or {}).get("weights")
     if not isinstance(weights, dict):
         return None
-    numbers = {str(name): _number(value) for name, value in weights.items()}
+    numbers = {str(name): finite_number(value) for name, value in weights.items()}
     # A zero weight is a candidate the ensemble leaves out: listing it would only add length.
     shown = [f"{_code(name)} {w:.2f}" for name, w in numbers.items() if w]
     return "weights " + ", ".join(shown) if shown else None

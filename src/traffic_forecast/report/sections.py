@@ -53,7 +53,8 @@ METRIC_ROWS = (
 )
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
@@ -65,7 +66,7 @@ def _lookup(metrics: dict[str, Any] | None, path: tuple[str, ...]) -> float | No
         if not isinstance(node, dict):
             return None
         node = node.get(key)
-    return _number(node)
+    return finite_number(node)
 
 
 def verdict_line(verdict: Verdict | None, validation_passed: bool) -> str:
@@ -206,7 +207,7 @@ def _file_change(pr: dict[str, Any] | None, base: dict[str, Any] | None) -> str:
 
 
 def _rows_delta(pr: dict[str, Any] | None, base: dict[str, Any] | None) -> str:
-    new, old = (_number((side or {}).get("rows")) for side in (pr, base))
+    new, old = (finite_number((side or {}).get("rows")) for side in (pr, base))
     if new is None or old is None:
         return DASH
     return f"{new - old:+,.0f}"
@@ -218,7 +219,7 @@ def files_table(pr: dict[str, Any], base: dict[str, Any] | None) -> str:
     lines = ["| file | rows | Δ rows | hours | vs base |", "|---|---:|---:|---|---|"]
     for file in sorted(set(pr) | set(base_files)):
         ours, theirs = pr.get(file), base_files.get(file)
-        rows = _number((ours or {}).get("rows"))
+        rows = finite_number((ours or {}).get("rows"))
         hours = f"{ours['first']} → {ours['last']}" if ours and "first" in ours else DASH
         change = _file_change(ours, theirs) if base_files else DASH
         lines.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,8 @@ FloatArray = npt.NDArray[np.float64]
 LEAN, SKTIME = "lean", "sktime"
 # The lean form serves only if it forecasts what sktime does, to this relative difference.
 LEAN_TOLERANCE = 1e-9
-LEAN_FORMS = (LeanForecaster, LeanEnsemble)  # what `export` makes of a whole model
+# What `export` makes of a whole model, as classes for isinstance (typed: get_args is not)
+LEAN_FORMS: tuple[type[LeanForecaster], type[LeanEnsemble]] = get_args(LeanModel)
 
 
 @dataclass(frozen=True)
