@@ -293,10 +293,11 @@ bento-export: repro ## Build the Bento and export it to build/traffic-forecast.b
 # /usr/lib/postgresql/<version>/bin). Installed with apt-get when missing (as root, or through
 # sudo). A production host has them already: its deploy installs nothing.
 .PHONY: system-deps
-system-deps: ## Install the Debian packages the tests start (haproxy, wrk, postgresql) if missing
+system-deps: ## Install the Debian packages the tests start (haproxy, wrk, postgresql, java) if missing
 	@missing=""; \
 	{ test -x /usr/sbin/haproxy || command -v haproxy >/dev/null; } || missing="$$missing haproxy"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_ctl >/dev/null; } || \
 		missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
