@@ -22,6 +22,7 @@ RANKS = (
     ("data",),
     ("forecasting",),
     ("pipeline",),
+    ("fleet",),  # may use pipeline.outputs; never serving, report or deploy
     ("report", "serving"),
     ("deploy",),
     ("monitor",),

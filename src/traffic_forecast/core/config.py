@@ -47,6 +47,41 @@ class SimulatorConfig:
     drift_end: str = "2025-09-30 23:00"
 
 
+def _default_regions() -> dict[str, int]:
+    # Hours each region's local day runs ahead of the site's clock (whole hours, as time zones)
+    return {"us-east": 0, "us-west": -3, "eu-west": 5, "ap-southeast": 13}
+
+
+def _default_services() -> list[str]:
+    return ["search", "catalog", "cart", "checkout", "accounts"]
+
+
+@dataclass
+class FleetConfig:
+    """Fleet mode (``data=fleet``): one series per region and service, splitting the site total.
+
+    The site's hourly total comes from the simulator (``data.simulator``), so the fleet shares
+    its sale calendar; ``seed`` draws only how the total is split.
+    """
+
+    regions: dict[str, int] = field(default_factory=_default_regions)  # name -> hours ahead
+    services: list[str] = field(default_factory=_default_services)
+    seed: int = 17
+    noise: float = 0.05  # typical relative hour-to-hour noise of a series' share
+    raw_dir: str = "data/fleet/raw"  # Parquet, partitioned by series_id and month
+    validated_dir: str = "data/fleet/validated"  # written only when every series passes
+
+    def __post_init__(self) -> None:
+        if not self.regions or not self.services:
+            raise ConfigError("data.fleet.regions and data.fleet.services must not be empty")
+        if any(not -23 <= hours <= 23 for hours in self.regions.values()):
+            raise ConfigError(f"data.fleet.regions={self.regions}: offsets in -23..23 hours")
+        if len(set(self.services)) != len(self.services):
+            raise ConfigError(f"data.fleet.services={self.services}: names must be unique")
+        if self.seed < 0 or not 0.0 <= self.noise < 1.0:
+            raise ConfigError("data.fleet.seed must be >= 0 and data.fleet.noise in [0, 1)")
+
+
 @dataclass
 class DataConfig:
     """Which raw files to read and how their columns map onto the pipeline's names."""
@@ -65,6 +100,7 @@ class DataConfig:
     # none: report gaps as errors; zero, interpolate, seasonal: fill them, and the report says so
     fill_gaps: str = "none"
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)  # read in fleet mode only
 
     def __post_init__(self) -> None:
         if self.fill_gaps not in FILL_GAPS:
@@ -176,6 +212,22 @@ class GateConfig:
     must_beat_baseline: bool = True
     override_label: str = "gate-override"
     require_current_lock: bool = True  # dvc.lock must record the PR's code, params and data
+    # Fleet mode only (`reports/fleet_metrics.csv` exists): a single series never reads these.
+    fleet_max_mase_ratio: float = 1.0  # fleet MASE / seasonal naive's must stay below this
+    fleet_series_tolerance_pct: float = 5.0  # a series whose MASE rose more than this got worse
+    fleet_max_share_worse: float = 0.10  # at most this share of the series may get worse
+
+    def __post_init__(self) -> None:
+        if self.fleet_max_mase_ratio <= 0:
+            raise ConfigError(f"gate.fleet_max_mase_ratio={self.fleet_max_mase_ratio}: must be > 0")
+        if self.fleet_series_tolerance_pct < 0:
+            raise ConfigError(
+                f"gate.fleet_series_tolerance_pct={self.fleet_series_tolerance_pct}: must be >= 0"
+            )
+        if not 0.0 <= self.fleet_max_share_worse <= 1.0:
+            raise ConfigError(
+                f"gate.fleet_max_share_worse={self.fleet_max_share_worse}: must lie in [0, 1]"
+            )
 
 
 @dataclass
@@ -331,6 +383,35 @@ class ObservationsConfig:
 
 
 @dataclass
+class SparkConfig:
+    """The Spark session of fleet mode: embedded ``local[*]`` by default, a cluster by ``master``.
+
+    Only where and how fast the work runs: no setting here changes a result, which is why it
+    sits with the run-time settings (``conf/ops.yaml``) and never makes DVC rerun a stage.
+    """
+
+    master: str = "local[*]"  # local[N], spark://host:7077, k8s://https://host:443, yarn
+    app_name: str = "traffic-forecast-fleet"
+    driver_memory: str = "2g"  # takes effect when the session starts the driver JVM
+    executor_memory: str | None = None  # a cluster's executors; null: Spark's default
+    executor_cores: int | None = None
+    shuffle_partitions: int = 8  # Spark's 200 is for clusters; small data wants few
+    local_dir: str = ".spark"  # Spark's scratch space (shuffle and spill files)
+    log_level: str = "ERROR"
+    ui: bool = False  # the web UI on port 4040
+    settings: dict[str, str] = field(default_factory=dict)  # any other spark.* setting
+
+    def __post_init__(self) -> None:
+        if self.shuffle_partitions < 1:
+            raise ConfigError(f"spark.shuffle_partitions={self.shuffle_partitions}: at least 1")
+        if self.executor_cores is not None and self.executor_cores < 1:
+            raise ConfigError(f"spark.executor_cores={self.executor_cores}: at least 1")
+        stray = sorted(key for key in self.settings if not key.startswith("spark."))
+        if stray:
+            raise ConfigError(f"spark.settings: {stray} are not Spark settings (spark.*)")
+
+
+@dataclass
 class Config:
     """Every setting: the pipeline's (``params.yaml``) and what follows it (``conf/ops.yaml``)."""
 
@@ -350,6 +431,7 @@ class Config:
     deploy: DeployConfig = field(default_factory=DeployConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     observations: ObservationsConfig = field(default_factory=ObservationsConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
 
     def __post_init__(self) -> None:
         if self.baseline.candidates:
@@ -369,7 +451,7 @@ PIPELINE_SECTIONS = (
     "backtest",
     "explain",
 )
-OPS_SECTIONS = ("gate", "capacity", "serving", "deploy", "monitor", "observations")
+OPS_SECTIONS = ("gate", "capacity", "serving", "deploy", "monitor", "observations", "spark")
 
 
 def to_typed(raw: DictConfig | dict[str, Any], *, origin: str) -> Config:

@@ -29,3 +29,7 @@ class DataVersionError(TrafficForecastError):
 
 class PipelineInputError(TrafficForecastError):
     """A stage's input is missing or stale: run the stages before it (``dvc repro``)."""
+
+
+class BatchPublishError(TrafficForecastError):
+    """Batch predictions cannot be published (bad run id, bad columns, duplicate rows, no run)."""

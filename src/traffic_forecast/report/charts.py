@@ -103,6 +103,31 @@ def chart_with_legend(
     return xychart(title, x_labels, y_label, lines, scale, palette=palette), legend(series)
 
 
+def bar_chart(
+    title: str, x_labels: Sequence[str], y_label: str, bars: Series, line: Series | None = None
+) -> tuple[str, str]:
+    """A Mermaid bar chart (counts, unscaled) and its legend; ``line`` drawn over the bars.
+
+    Mermaid colours the bars first, then the line, from the palette in that order.
+    """
+    drawn = [bars, *([line] if line is not None else [])]
+    body = [
+        "```mermaid",
+        "xychart-beta",
+        _palette_directive([s.colour.hex for s in drawn]),
+        f'    title "{title}"',
+        "    x-axis [" + ", ".join(f'"{label}"' for label in x_labels) + "]",
+        f'    y-axis "{y_label}"',
+        f"    bar {_values(bars.values, 1)}",
+        *([f"    line {_values(line.values, 1)}"] if line is not None else []),
+        "```",
+    ]
+    key = f"Bars: **{bars.colour.name}** {bars.name}"
+    if line is not None:
+        key += f" · Line: **{line.colour.name}** {line.name}"
+    return "\n".join(body), key
+
+
 def last_folds(forecast: pd.DataFrame, folds: int = FOLDS_SHOWN) -> pd.DataFrame:
     """Rows of the last ``folds`` backtest folds of a ``plots/forecast.csv`` frame."""
     kept = sorted(forecast["fold"].unique())[-folds:]

@@ -82,16 +82,8 @@ def apply_gate(
     on other data: they are not compared, and seasonal naive on the same folds is the bar.
     """
     model = pr["model"]
-    checks: list[tuple[str, bool]] = []
+    checks: list[tuple[str, bool]] = lock_checks(gate, lock)
     judged: list[Judged] = []
-    if gate.require_current_lock and lock is not None:
-        stages = sorted({entry.split(":")[0] for entry in lock.get("stale", [])})
-        text = (
-            "dvc.lock is current"
-            if lock.get("current")
-            else (f"dvc.lock is stale for {', '.join(stages)}: run `dvc repro`, commit dvc.lock")
-        )
-        checks.append((text, bool(lock.get("current"))))
     if gate.must_beat_baseline:
         baseline_mase = pr["baseline"]["mase"]
         beats = model["mase"] < baseline_mase
@@ -117,6 +109,26 @@ def apply_gate(
             judged.append(
                 Judged(("model", "mae_sale_hours"), f"at most {sale_limit} vs base", sale_ok)
             )
+    return decide(checks, judged, gate, labels)
+
+
+def lock_checks(gate: GateConfig, lock: dict[str, Any] | None) -> list[tuple[str, bool]]:
+    """Whether ``dvc.lock`` records the PR's own change, when the gate asks and it was checked."""
+    if not gate.require_current_lock or lock is None:
+        return []
+    stages = sorted({entry.split(":")[0] for entry in lock.get("stale", [])})
+    text = (
+        "dvc.lock is current"
+        if lock.get("current")
+        else (f"dvc.lock is stale for {', '.join(stages)}: run `dvc repro`, commit dvc.lock")
+    )
+    return [(text, bool(lock.get("current")))]
+
+
+def decide(
+    checks: list[tuple[str, bool]], judged: list[Judged], gate: GateConfig, labels: list[str]
+) -> Verdict:
+    """The verdict of these checks: any failure fails the PR unless it has the override label."""
     failed = any(not ok for _, ok in checks)
     overridden = failed and gate.override_label in labels
     return Verdict(

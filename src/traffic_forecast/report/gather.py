@@ -25,7 +25,8 @@ from traffic_forecast.core.settings import load_config
 from traffic_forecast.data.remote import REMOTE_FILE
 from traffic_forecast.forecasting.capacity import learn_capacity
 from traffic_forecast.pipeline import outputs
-from traffic_forecast.report.gate import apply_gate
+from traffic_forecast.report.fleet import fleet_checks, fleet_verdict, parse_fleet_metrics
+from traffic_forecast.report.gate import apply_gate, lock_checks
 from traffic_forecast.report.lockcheck import LOCK_FILE
 from traffic_forecast.report.notes import remote_line, run_url
 from traffic_forecast.report.redact import private_values
@@ -165,6 +166,24 @@ def remote_record(reports: Path) -> dict[str, Any] | None:
     return _json(_file(reports / REMOTE_FILE))
 
 
+def fleet_metrics(paths: PathsConfig, base: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The per-series fleet metrics of the PR (workspace) and of ``base`` (git), where they exist.
+
+    A PR table that breaks the contract stops the report; a base's is only left out (with a
+    warning), as it may predate the contract.
+    """
+    path = outputs.FLEET_METRICS.path(paths)
+    text = _file(path)
+    pr = None if text is None else parse_fleet_metrics(text, str(path))
+    base_text = git_show(base, path.as_posix())
+    try:
+        theirs = None if base_text is None else parse_fleet_metrics(base_text, f"{base}:{path}")
+    except PipelineInputError as exc:
+        log.warning("base fleet metrics left out: %s", exc)
+        theirs = None
+    return pr, theirs
+
+
 @dataclass(frozen=True)
 class PullRequest:
     """What the report takes from a GitHub ``pull_request`` event: the base commit, the labels."""
@@ -210,10 +229,16 @@ def gather(base: str, labels: list[str] | None, cfg: Config) -> ReportInputs:
     base_validation = _json(git_show(base, outputs.VALIDATION_JSON.path(paths).as_posix()))
     verdict = None
     base_version = _base_data_version(base)
-    if validation.get("passed") and pr_metrics is not None:
+    fleet_pr, fleet_base = fleet_metrics(paths, base)
+    if validation.get("passed"):
         lock = _json(_file(reports / LOCK_FILE))
         same = base_version in {None, data_version()}
-        verdict = apply_gate(pr_metrics, base_m, cfg.gate, labels or [], lock, same_data=same)
+        if pr_metrics is not None:
+            verdict = apply_gate(pr_metrics, base_m, cfg.gate, labels or [], lock, same_data=same)
+        if fleet_pr is not None:
+            checks = fleet_checks(fleet_pr, fleet_base, cfg.gate, same_data=same)
+            locked = lock_checks(cfg.gate, lock)
+            verdict = fleet_verdict(verdict, checks, cfg.gate, labels or [], locked)
     forecast_pr = _read_csv(_file(outputs.FORECAST_PLOT_DATA.path(paths)))
     forecast_base = _read_csv(git_show(base, outputs.FORECAST_PLOT_DATA.path(paths).as_posix()))
     impact, reason = capacity_impact(cfg.capacity, paths, forecast_pr, forecast_base)
@@ -240,6 +265,9 @@ def gather(base: str, labels: list[str] | None, cfg: Config) -> ReportInputs:
         capacity=impact,
         capacity_reason=reason,
         explain=_read_csv(explain),
+        fleet_pr=fleet_pr,
+        fleet_base=fleet_base,
+        gate=cfg.gate,
         remote_note=remote_line(remote),
         override_label=cfg.gate.override_label,
         labels=None if labels is None else tuple(labels),

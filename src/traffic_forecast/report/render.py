@@ -8,8 +8,10 @@ from typing import Any
 
 import pandas as pd
 
+from traffic_forecast.core.config import GateConfig
 from traffic_forecast.report.candidates import candidates_json, candidates_section
 from traffic_forecast.report.charts import forecast_chart, horizon_chart
+from traffic_forecast.report.fleet_section import fleet_json, fleet_section
 from traffic_forecast.report.gate import Verdict
 from traffic_forecast.report.notes import footer, override_line
 from traffic_forecast.report.redact import redact, redact_json
@@ -35,6 +37,8 @@ SECTIONS = (
 # Only when the PR or the base chose among candidates (`model=auto`): right after the metrics
 # of the chosen model, before the plots of it.
 CANDIDATES = "## Model candidates"
+# Only when the PR has per-series fleet metrics: after the metrics (and candidates) if any.
+FLEET = "## Fleet"
 SKIPPED = (
     "Params, metrics, plots, capacity and explainability are left out: data validation failed, "
     "so training did not run. Fix the data (table above) and push again."
@@ -64,6 +68,9 @@ class ReportInputs:
     capacity: CapacityImpact | None = None
     capacity_reason: str = "Capacity impact not computed."
     explain: pd.DataFrame | None = None
+    fleet_pr: pd.DataFrame | None = None  # `report.fleet.parse_fleet_metrics` of each side
+    fleet_base: pd.DataFrame | None = None
+    gate: GateConfig = field(default_factory=GateConfig)  # the fleet section shows its limits
     remote_note: str | None = None  # the remote's name and kind of store, never its URL
     override_label: str | None = None  # the PR label that overrides a failed gate
     labels: tuple[str, ...] | None = None  # the PR's labels; None: not known to this run
@@ -74,6 +81,11 @@ class ReportInputs:
     def validation_passed(self) -> bool:
         """True when ``reports/validation.json`` says the data passed."""
         return bool(self.validation.get("passed", False))
+
+    @property
+    def same_data(self) -> bool:
+        """False when the PR changes the data version: the gate then skips base comparisons."""
+        return self.data_version_base in {None, self.data_version_pr}
 
 
 def _plots(inputs: ReportInputs) -> str:
@@ -110,7 +122,11 @@ def render_markdown(inputs: ReportInputs) -> str:
         ),
         "",
     ]
-    if not inputs.validation_passed or inputs.pr_metrics is None:
+    fleet = _fleet(inputs)
+    if inputs.validation_passed and inputs.pr_metrics is None and fleet is not None:
+        # Fleet mode without a single-series model: its params, then the fleet.
+        out += [SECTIONS[1], "", params_table(inputs.params_changed), "", FLEET, "", fleet, ""]
+    elif not inputs.validation_passed or inputs.pr_metrics is None:
         reason = SKIPPED if not inputs.validation_passed else "No `reports/metrics.json`."
         out += [reason, ""]
     else:
@@ -127,8 +143,18 @@ def render_markdown(inputs: ReportInputs) -> str:
             out += [heading, "", body, ""]
             if heading == SECTIONS[2] and candidates is not None:  # after "## Metrics"
                 out += [CANDIDATES, "", candidates, ""]
+            if heading == SECTIONS[2] and fleet is not None:
+                out += [FLEET, "", fleet, ""]
     out.append(footer(inputs.commit, inputs.data_version_pr, inputs.remote_note, inputs.run_url))
     return redact("\n".join(out) + "\n", inputs.private)
+
+
+def _fleet(inputs: ReportInputs) -> str | None:
+    if not inputs.validation_passed:
+        return None
+    return fleet_section(
+        inputs.fleet_pr, inputs.fleet_base, inputs.gate, same_data=inputs.same_data
+    )
 
 
 def _metrics(inputs: ReportInputs, pr: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -155,11 +181,16 @@ def render_json(inputs: ReportInputs) -> dict[str, Any]:
         },
         "metrics": [],
         "candidates": None,  # None: neither side chose among candidate models
+        "fleet": None,  # None: no per-series fleet metrics on the PR
         "capacity": None,
     }
     if inputs.validation_passed and inputs.pr_metrics is not None:
         payload["metrics"] = _metrics(inputs, inputs.pr_metrics)[1]
         payload["candidates"] = candidates_json(inputs.pr_metrics, inputs.base_metrics)
+    if inputs.validation_passed:
+        payload["fleet"] = fleet_json(
+            inputs.fleet_pr, inputs.fleet_base, inputs.gate, same_data=inputs.same_data
+        )
     if inputs.capacity is not None:
         impact = inputs.capacity
         payload["capacity"] = {
