@@ -19,6 +19,8 @@ FILL_GAPS = ("none", "zero", "interpolate", "seasonal")
 DATA_SOURCES = ("simulator", "external")
 HOLIDAY_CALENDARS = ("us_federal", "none")
 WEEK_HOURS = 168
+FLEET_MODELS = ("local", "global")
+SHORT_SERIES = ("exclude", "error")
 # sktime's "no-update_params" is left out: the default model's AR step cannot predict from a
 # cutoff it was not fitted at (statsmodels refuses), so it would fail mid-backtest.
 BACKTEST_STRATEGIES = ("refit", "update")
@@ -57,6 +59,27 @@ def _default_services() -> list[str]:
 
 
 @dataclass
+class FleetGlobalModelConfig:
+    """``fleet.model=global``: Spark ML's GBTRegressor over every series' scaled target."""
+
+    max_iter: int = 60  # boosting rounds
+    max_depth: int = 5
+    step_size: float = 0.1  # learning rate
+    max_bins: int = 64  # at least the number of regions and of services (categorical splits)
+    # Hours a leaf must hold: one hour's noise alone must not make a leaf (Spark's default is 1)
+    min_instances_per_node: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        counts = (self.max_iter, self.max_depth, self.max_bins, self.min_instances_per_node)
+        if min(counts) < 1 or not 0 < self.step_size <= 1:
+            raise ConfigError(
+                "data.fleet.global_model: max_iter, max_depth, max_bins and "
+                "min_instances_per_node must be >= 1, step_size in (0, 1]"
+            )
+
+
+@dataclass
 class FleetConfig:
     """Fleet mode (``data=fleet``): one series per region and service, splitting the site total.
 
@@ -70,8 +93,22 @@ class FleetConfig:
     noise: float = 0.05  # typical relative hour-to-hour noise of a series' share
     raw_dir: str = "data/fleet/raw"  # Parquet, partitioned by series_id and month
     validated_dir: str = "data/fleet/validated"  # written only when every series passes
+    # local: one forecaster per series (conf/model/); global: one GBTRegressor for all series
+    model: str = "local"
+    # Hours a series needs beyond what the backtest needs (the larger of the two applies)
+    min_history_hours: int = 2 * WEEK_HOURS
+    short_series: str = "exclude"  # exclude: listed with the reason; error: stop, naming it
+    global_model: FleetGlobalModelConfig = field(default_factory=FleetGlobalModelConfig)
 
     def __post_init__(self) -> None:
+        if self.model not in FLEET_MODELS:
+            raise ConfigError(f"data.fleet.model={self.model!r}: choose one of {FLEET_MODELS}")
+        if self.short_series not in SHORT_SERIES:
+            raise ConfigError(
+                f"data.fleet.short_series={self.short_series!r}: choose one of {SHORT_SERIES}"
+            )
+        if self.min_history_hours < 0:
+            raise ConfigError(f"data.fleet.min_history_hours={self.min_history_hours}: >= 0")
         if not self.regions or not self.services:
             raise ConfigError("data.fleet.regions and data.fleet.services must not be empty")
         if any(not -23 <= hours <= 23 for hours in self.regions.values()):

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
 
 from traffic_forecast.core.config import SparkConfig
 
@@ -62,3 +63,15 @@ def running_session(cfg: SparkConfig) -> Iterator[SparkSession]:
         yield spark
     finally:
         spark.stop()
+
+
+def collected(frame: DataFrame) -> pd.DataFrame:
+    """A small Spark frame (a row per series, say) as pandas, its columns in order.
+
+    Not ``toPandas``: PySpark 4.3's Arrow conversion passes pandas 3 a deprecated ``copy``
+    argument, a warning that tests turn into an error. Rows through Python are as fast for the
+    few thousand rows this is for. Timestamps must be ``timestamp_ntz`` (the fleet's are):
+    a zoned timestamp would come back in this process's time zone.
+    """
+    rows = frame.collect()
+    return pd.DataFrame([row.asDict() for row in rows], columns=frame.columns)
