@@ -94,6 +94,32 @@ demo: bento system-deps ## Install, pipeline, Bento, blue/green deploy, forecast
 	$(TF) observe $(DEMO_ACTUALS) $(ARGS) --hours 24 --wait
 	$(TF) verify $(ARGS)
 
+# Fleet mode (data=fleet, loaded by the fleet commands): many series on local Spark. The demo's
+# backtest is shorter than the single series' 26 weekly folds (FLEET_DEMO_ARGS): a backtest per
+# series on 2 cores would otherwise take most of the demo's time. ARGS come after and win.
+FLEET_DEMO_ARGS ?= backtest.n_folds=4
+
+.PHONY: fleet-data fleet-validate fleet-train batch-predict fleet-demo
+fleet-data: install ## Simulate the fleet of series (region x service) into data.fleet.raw_dir
+	$(TF) fleet-data $(ARGS)
+
+fleet-validate: install system-deps ## Validate every series on Spark (reports/fleet_validation.md)
+	$(TF) fleet-validate $(ARGS)
+
+fleet-train: install system-deps ## Backtest every series on Spark (reports/fleet_metrics.csv)
+	$(TF) fleet-train $(ARGS)
+
+# RUN_ID: the run to publish (default: from the data version and the settings, so a rerun replaces)
+batch-predict: install system-deps ## Publish every series' next features.horizon hours (Spark)
+	$(TF) batch-predict $(if $(RUN_ID),--run-id $(RUN_ID)) $(ARGS)
+
+fleet-demo: install system-deps ## The fleet end to end on local Spark: data, validate, train, predict
+	$(TF) fleet-data $(ARGS)
+	$(TF) fleet-validate $(ARGS)
+	$(TF) fleet-train $(FLEET_DEMO_ARGS) $(ARGS)
+	$(TF) batch-predict $(if $(RUN_ID),--run-id $(RUN_ID)) $(ARGS)
+	$(TF) fleet-summary $(ARGS)
+
 # The PR report compares with BASE: in CI the pull request's base commit (from the event
 # file), else main. `make report BASE=origin/release` compares with another ref.
 BASE ?=

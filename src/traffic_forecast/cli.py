@@ -29,6 +29,24 @@ COMMANDS = {
     "train": ("traffic_forecast.pipeline.train", "stage 3: fit the configured forecaster"),
     "evaluate": ("traffic_forecast.pipeline.evaluate", "stage 4: backtest model and baseline"),
     "explain": ("traffic_forecast.pipeline.explain", "stage 5: what drives the forecast"),
+    # fleet mode: many series on Spark (data=fleet by default)
+    "fleet-data": (
+        "traffic_forecast.fleet.cli:data_main",
+        "simulate the fleet (data.fleet.raw_dir)",
+    ),
+    "fleet-validate": ("traffic_forecast.fleet.cli:validate_main", "validate the fleet on Spark"),
+    "fleet-train": (
+        "traffic_forecast.fleet.cli:train_main",
+        "backtest every series vs naive (reports/fleet_metrics.csv)",
+    ),
+    "batch-predict": (
+        "traffic_forecast.fleet.cli:batch_predict_main",
+        "publish every series' next hours with lineage",
+    ),
+    "fleet-summary": (
+        "traffic_forecast.report.fleet_summary",
+        "the fleet's backtest, worst series",
+    ),
     # the pull request
     "summary": (
         "traffic_forecast.report.summary",

@@ -93,6 +93,9 @@ class FleetConfig:
     noise: float = 0.05  # typical relative hour-to-hour noise of a series' share
     raw_dir: str = "data/fleet/raw"  # Parquet, partitioned by series_id and month
     validated_dir: str = "data/fleet/validated"  # written only when every series passes
+    # The site's sale calendar, which every series shares (written beside the fleet)
+    sale_events_file: str = "data/fleet/sale_events.parquet"
+    predictions_dir: str = "data/fleet/predictions"  # batch forecasts: a folder per run id
     # local: one forecaster per series (conf/model/); global: one GBTRegressor for all series
     model: str = "local"
     # Hours a series needs beyond what the backtest needs (the larger of the two applies)

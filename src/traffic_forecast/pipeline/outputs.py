@@ -77,6 +77,7 @@ HORIZON_PNG = Output("evaluate", "reports_dir", "error_by_horizon.png")
 EXPLAIN_CSV = Output("explain", "reports_dir", "explain.csv")
 EXPLAIN_PNG = Output("explain", "reports_dir", "explain.png")
 FLEET_METRICS = Output("fleet_evaluate", "reports_dir", "fleet_metrics.csv")  # one row a series
+FLEET_EXCLUDED = Output("fleet_evaluate", "reports_dir", "fleet_excluded.csv")  # too short
 
 ALL = (
     TRAFFIC,
