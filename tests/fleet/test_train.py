@@ -12,12 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as sf
 
 from tests.fleet.conftest import SMALL_FLEET
 from traffic_forecast.core.config import BacktestConfig, Config, FleetConfig
 from traffic_forecast.core.errors import ConfigError, PipelineInputError
 from traffic_forecast.core.settings import load_config
 from traffic_forecast.data.simulate import SimulationConfig, simulate
+from traffic_forecast.fleet.global_model import global_forecasts
 from traffic_forecast.fleet.series import SeriesJob
 from traffic_forecast.fleet.simulate import split_site_total
 from traffic_forecast.fleet.spark import collected
@@ -204,6 +206,37 @@ def test_batch_forecast_gives_the_next_week_of_every_series(
         assert stamps.equals(expected.as_unit(stamps.unit)), series
         assert np.isfinite(rows["forecast"]).all()
         assert (rows["forecast"] > 0).all(), series
+
+
+@pytest.mark.slow
+def test_the_global_batch_forecast_beats_seasonal_naive_on_a_held_out_day(
+    fleet: DataFrame,
+    fleet_frame: pd.DataFrame,
+    site: tuple[pd.DataFrame, pd.DataFrame],
+    cfg: Config,
+) -> None:
+    day = pd.Timedelta(hours=24)
+    held_out = fleet_frame["timestamp"].max() - day
+    job = _job(cfg)
+    job = dataclasses.replace(job, features=dataclasses.replace(job.features, horizon=24))
+    history = fleet.where(sf.col("timestamp") <= held_out.to_pydatetime())
+
+    forecasts = collected(global_forecasts(history, site[1], SMALL_FLEET.global_model, job))
+
+    frame = fleet_frame.astype({"timestamp": "datetime64[ns]"})
+    week_ago = frame.assign(timestamp=frame["timestamp"] + pd.Timedelta(hours=168))
+    naive = week_ago.rename(columns={"target": "naive"})[["series_id", "timestamp", "naive"]]
+    scored = (
+        frame[frame["timestamp"] > held_out]
+        .merge(forecasts.astype({"timestamp": "datetime64[ns]"}), on=["series_id", "timestamp"])
+        .merge(naive, on=["series_id", "timestamp"])
+    )
+    assert len(scored) == len(forecasts) == 24 * frame["series_id"].nunique()
+    assert (scored["forecast"] >= 0).all()
+    model_mae = (scored["forecast"] - scored["target"]).abs().mean()
+    naive_mae = (scored["naive"] - scored["target"]).abs().mean()
+    print(f"held-out day: global MAE {model_mae:.1f}, seasonal naive {naive_mae:.1f}")
+    assert model_mae < naive_mae
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from traffic_forecast.core import command
 from traffic_forecast.core.config import Config
-from traffic_forecast.core.errors import ConfigError, PipelineInputError
+from traffic_forecast.core.errors import PipelineInputError
 from traffic_forecast.core.io import write_atomic, write_parquet_atomic
 from traffic_forecast.core.lineage import config_hash, data_version_of
 from traffic_forecast.core.settings import load_config
@@ -31,7 +31,7 @@ from traffic_forecast.fleet.series import SeriesJob
 from traffic_forecast.fleet.simulate import split_site_total
 from traffic_forecast.fleet.spark import running_session
 from traffic_forecast.fleet.store import partition_files, read_fleet, write_fleet
-from traffic_forecast.fleet.train import local_forecasts, train_fleet
+from traffic_forecast.fleet.train import fleet_forecasts, train_fleet
 from traffic_forecast.fleet.validation import REPORT_MD, validate_and_publish
 from traffic_forecast.pipeline import outputs
 
@@ -156,11 +156,6 @@ def _train(args: argparse.Namespace) -> int:
 def _batch_predict(args: argparse.Namespace) -> int:
     cfg = fleet_config(args.overrides)
     fleet = cfg.data.fleet
-    if fleet.model != "local":
-        raise ConfigError(
-            f"data.fleet.model={fleet.model}: batch-predict forecasts with a model per series "
-            "only (a global model's batch forecast is not built yet); use data.fleet.model=local"
-        )
     calendar = read_sale_calendar(cfg)
     version = model_version(cfg)
     lineage = Lineage(
@@ -170,7 +165,7 @@ def _batch_predict(args: argparse.Namespace) -> int:
     with running_session(cfg.spark) as spark:
         frame = read_fleet(spark, Path(fleet.validated_dir))
         published = publish(
-            local_forecasts(frame, calendar, series_job(cfg)),
+            fleet_forecasts(frame, calendar, fleet, series_job(cfg)),
             Path(fleet.predictions_dir),
             run_id,
             lineage,
@@ -222,7 +217,8 @@ def batch_predict_main(argv: list[str] | None = None) -> int:
     """``traffic-forecast batch-predict``: the next ``features.horizon`` hours of every series."""
     parser = command.parser(
         "batch-predict",
-        "Fit each validated series' model on its whole history and publish its next "
+        "Fit the fleet's models (data.fleet.model: one per series, or one global) on the whole "
+        "history and publish every series' next "
         "features.horizon hours to data.fleet.predictions_dir with lineage (model version, "
         "data version, origin). A run id is published whole or not at all; rerunning it "
         "replaces it.",

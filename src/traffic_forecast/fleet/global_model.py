@@ -12,7 +12,9 @@ without the two-week lag the model only tied seasonal naive (MAE ratio 1.01 to 1
 
 The backtest refits on every fold at the cutoffs the local mode uses (`series.fold_cutoffs`);
 seasonal naive is scored on the same hours with the same in-sample MASE scale, all in Spark;
-only the per-series scoring of the forecasts runs in pandas, one task per series.
+only the per-series scoring of the forecasts runs in pandas, one task per series. The batch
+forecast (`global_forecasts`) fits once on every hour and forecasts each series' next hours from
+the same features, so nothing of it leaves Spark until it is written.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pyspark.sql import functions as sf
 
 from traffic_forecast.core.config import WEEK_HOURS, FleetGlobalModelConfig
 from traffic_forecast.fleet.series import (
+    FORECAST,
     METRICS_COLUMNS,
     REGION,
     SERIES_ID,
@@ -262,3 +265,50 @@ def global_metrics(
     finally:
         rows.unpersist()
         cutoffs.unpersist()
+
+
+def _future_rows(frame: DataFrame, horizon: int) -> DataFrame:
+    """Each series' ``horizon`` hours after its last one, target unknown (null)."""
+    last = frame.groupBy(SERIES_ID, REGION, SERVICE).agg(sf.max(TIMESTAMP).alias("_last"))
+    hours = sf.sequence(
+        sf.col("_last") + sf.expr("INTERVAL 1 HOUR"),
+        sf.col("_last") + sf.expr(f"INTERVAL {horizon} HOURS"),
+        sf.expr("INTERVAL 1 HOUR"),
+    )
+    return last.select(SERIES_ID, REGION, SERVICE, sf.explode(hours).alias(TIMESTAMP)).select(
+        SERIES_ID,
+        REGION,
+        SERVICE,
+        sf.col(TIMESTAMP).cast(frame.schema[TIMESTAMP].dataType).alias(TIMESTAMP),
+        sf.lit(None).cast(frame.schema[TARGET].dataType).alias(TARGET),
+    )
+
+
+def global_forecasts(
+    frame: DataFrame,
+    sale_events: pd.DataFrame | None,
+    cfg: FleetGlobalModelConfig,
+    job: SeriesJob,
+) -> DataFrame:
+    """``series_id, timestamp, forecast``: each series' next ``features.horizon`` hours.
+
+    One model fitted on every series' whole history (the cutoff is each series' last hour),
+    as the backtest fits each fold; `fleet.batch.publish` takes the rows. A lazy plan: Spark
+    runs it when the rows are written.
+    """
+    horizon = job.features.horizon  # at most a week (FeaturesConfig): the lags are known
+    columns = [SERIES_ID, REGION, SERVICE, TIMESTAMP, TARGET]
+    history = frame.select(*columns)
+    extended = history.unionByName(_future_rows(history, horizon))
+    last = history.groupBy(SERIES_ID).agg(sf.max(TIMESTAMP).alias(CUTOFF))
+    cutoffs = last.select(SERIES_ID, sf.lit(0).alias(FOLD), CUTOFF)
+    rows, features = prepared(extended, cutoffs, sale_events, job)
+    rows = rows.join(sf.broadcast(cutoffs.select(SERIES_ID, CUTOFF)), SERIES_ID)
+    train = rows.where((sf.col(TIMESTAMP) <= sf.col(CUTOFF)) & sf.col(LAG_336).isNotNull())
+    fitted = _pipeline(features, cfg).fit(train)
+    ahead = rows.where(sf.col(TIMESTAMP) > sf.col(CUTOFF))
+    return fitted.transform(ahead).select(
+        SERIES_ID,
+        sf.col(TIMESTAMP).cast("timestamp_ntz").alias(TIMESTAMP),
+        sf.greatest(sf.col(PREDICTION) * sf.col(_LEVEL), sf.lit(0.0)).alias(FORECAST),
+    )

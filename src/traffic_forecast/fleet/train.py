@@ -133,6 +133,15 @@ def local_forecasts(
     return _per_series(frame, sale_events, job, series_forecast, FORECAST_SCHEMA)
 
 
+def fleet_forecasts(
+    frame: DataFrame, sale_events: pd.DataFrame | None, fleet: FleetConfig, job: SeriesJob
+) -> DataFrame:
+    """``series_id, timestamp, forecast``: every series' next hours with ``fleet.model``."""
+    if fleet.model == "local":
+        return local_forecasts(frame, sale_events, job)
+    return global_model.global_forecasts(frame, sale_events, fleet.global_model, job)
+
+
 def train_fleet(
     frame: DataFrame, sale_events: pd.DataFrame | None, fleet: FleetConfig, job: SeriesJob
 ) -> FleetTraining:
