@@ -85,7 +85,11 @@ def _file_md5s(repo: Path) -> dict[str, str]:
 
 def _raw_files(repo: Path) -> dict[str, bytes]:
     raw = repo / RAW
-    return {path.name: path.read_bytes() for path in sorted(raw.iterdir())}
+    return {
+        path.relative_to(raw).as_posix(): path.read_bytes()
+        for path in sorted(raw.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _assert_clean_failure(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -234,7 +234,12 @@ def _manifest(repo: Path) -> dict[str, str]:
 
 
 def _raw(repo: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted((repo / "data" / "raw").iterdir())}
+    raw = repo / "data" / "raw"
+    return {
+        path.relative_to(raw).as_posix(): path.read_bytes()
+        for path in sorted(raw.rglob("*"))
+        if path.is_file()
+    }
 
 
 @dataclass(frozen=True)

@@ -91,10 +91,10 @@ class FleetConfig:
     services: list[str] = field(default_factory=_default_services)
     seed: int = 17
     noise: float = 0.05  # typical relative hour-to-hour noise of a series' share
-    raw_dir: str = "data/fleet/raw"  # Parquet, partitioned by series_id and month
+    raw_dir: str = "data/raw/fleet"  # Parquet, partitioned by series_id and month
     validated_dir: str = "data/fleet/validated"  # written only when every series passes
     # The site's sale calendar, which every series shares (written beside the fleet)
-    sale_events_file: str = "data/fleet/sale_events.parquet"
+    sale_events_file: str = "data/raw/fleet/sale_events.parquet"
     predictions_dir: str = "data/fleet/predictions"  # batch forecasts: a folder per run id
     # local: one forecaster per series (conf/model/); global: one GBTRegressor for all series
     model: str = "local"

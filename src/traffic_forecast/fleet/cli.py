@@ -21,16 +21,16 @@ from omegaconf import OmegaConf
 from traffic_forecast.core import command
 from traffic_forecast.core.config import Config
 from traffic_forecast.core.errors import PipelineInputError
-from traffic_forecast.core.io import write_atomic, write_parquet_atomic
+from traffic_forecast.core.io import write_atomic
 from traffic_forecast.core.lineage import config_hash, data_version_of
 from traffic_forecast.core.settings import load_config
 from traffic_forecast.data.schemas import sale_events_schema
 from traffic_forecast.data.simulate import SimulationConfig, simulate
 from traffic_forecast.fleet.batch import Lineage, publish
 from traffic_forecast.fleet.series import SeriesJob
-from traffic_forecast.fleet.simulate import split_site_total
+from traffic_forecast.fleet.simulate import write_fleet_tables
 from traffic_forecast.fleet.spark import running_session
-from traffic_forecast.fleet.store import partition_files, read_fleet, write_fleet
+from traffic_forecast.fleet.store import partition_files, read_fleet
 from traffic_forecast.fleet.train import fleet_forecasts, train_fleet
 from traffic_forecast.fleet.validation import REPORT_MD, validate_and_publish
 from traffic_forecast.pipeline import outputs
@@ -100,9 +100,7 @@ def _data(args: argparse.Namespace) -> int:
     cfg = fleet_config(args.overrides)
     fleet = cfg.data.fleet
     tables = simulate(SimulationConfig(**asdict(cfg.data.simulator)))
-    frame = split_site_total(tables.traffic, fleet)
-    write_fleet(frame, Path(fleet.raw_dir))
-    write_parquet_atomic(tables.sale_events, Path(fleet.sale_events_file))
+    frame = write_fleet_tables(tables, fleet)
     log.info(
         "fleet: %d series x %d hours into %s; sale calendar %s",
         frame["series_id"].nunique(),

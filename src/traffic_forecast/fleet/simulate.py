@@ -11,12 +11,15 @@ of it.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from traffic_forecast.core.config import FleetConfig
-from traffic_forecast.data.simulate import SimulationConfig, simulate
+from traffic_forecast.core.io import write_parquet_atomic
+from traffic_forecast.data.simulate import RawTables, SimulationConfig, simulate
+from traffic_forecast.fleet.store import write_fleet
 from traffic_forecast.data.simulate._random import component_rng
 
 HOURS_PER_DAY = 24
@@ -115,6 +118,18 @@ def split_site_total(traffic: pd.DataFrame, fleet: FleetConfig) -> pd.DataFrame:
             "capacity": np.repeat(capacity, hours),
         }
     )
+
+
+def write_fleet_tables(tables: RawTables, fleet: FleetConfig) -> pd.DataFrame:
+    """Split the simulated site into the fleet; write it and the shared sale calendar.
+
+    The data.dvc version holds them when ``fleet.raw_dir`` is inside ``data/raw`` (the
+    default), so the fleet is pulled, pushed and versioned with the single series.
+    """
+    frame = split_site_total(tables.traffic, fleet)
+    write_fleet(frame, Path(fleet.raw_dir))
+    write_parquet_atomic(tables.sale_events, Path(fleet.sale_events_file))
+    return frame
 
 
 def simulate_fleet(site: SimulationConfig, fleet: FleetConfig) -> pd.DataFrame:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-from pyspark.sql import DataFrame, SparkSession
-
 from traffic_forecast.core.errors import DataLoadError
+
+if TYPE_CHECKING:  # written without Spark: `make data` writes the fleet where no JVM is needed
+    from pyspark.sql import DataFrame, SparkSession
 
 PARTITION_COLUMNS = ("series_id", "month")
 MONTH_FORMAT = "%Y-%m"
