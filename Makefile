@@ -100,7 +100,9 @@ demo: bento system-deps ## Install, pipeline, Bento, blue/green deploy, forecast
 FLEET_DEMO_ARGS ?= backtest.n_folds=4
 
 .PHONY: fleet-data fleet-validate fleet-train batch-predict fleet-demo
-fleet-data: install ## Simulate the fleet of series (region x service) into data.fleet.raw_dir
+# The example's fleet is in data/raw/fleet, versioned by data.dvc: `make data` pulls it (or
+# regenerates it). fleet-data writes a fleet of other settings (then data.dvc sees new data).
+fleet-data: install ## Simulate a fleet of series (region x service) into data.fleet.raw_dir
 	$(TF) fleet-data $(ARGS)
 
 fleet-validate: install system-deps ## Validate every series on Spark (reports/fleet_validation.md)
@@ -114,7 +116,7 @@ batch-predict: install system-deps ## Publish every series' next features.horizo
 	$(TF) batch-predict $(if $(RUN_ID),--run-id $(RUN_ID)) $(ARGS)
 
 fleet-demo: install system-deps ## The fleet end to end on local Spark: data, validate, train, predict
-	$(TF) fleet-data $(ARGS)
+	$(TF) data
 	$(TF) fleet-validate $(ARGS)
 	$(TF) fleet-train $(FLEET_DEMO_ARGS) $(ARGS)
 	$(TF) batch-predict $(if $(RUN_ID),--run-id $(RUN_ID)) $(ARGS)

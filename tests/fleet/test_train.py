@@ -239,6 +239,15 @@ def test_the_global_batch_forecast_beats_seasonal_naive_on_a_held_out_day(
     assert model_mae < naive_mae
 
 
+def test_more_services_than_the_global_model_can_split_is_a_named_setting(
+    fleet: DataFrame, site: tuple[pd.DataFrame, pd.DataFrame], cfg: Config
+) -> None:
+    narrow = dataclasses.replace(SMALL_FLEET.global_model, max_bins=2)  # 3 services
+
+    with pytest.raises(ConfigError, match=r"max_bins=2: the fleet has 3 service values"):
+        global_forecasts(fleet, site[1], narrow, _job(cfg))
+
+
 @pytest.mark.parametrize(
     ("setting", "value"),
     [("model", "per_series"), ("short_series", "skip"), ("min_history_hours", -1)],

@@ -69,13 +69,17 @@ class FleetGlobalModelConfig:
     # Hours a leaf must hold: one hour's noise alone must not make a leaf (Spark's default is 1)
     min_instances_per_node: int = 20
     seed: int = 0
+    # Hours of each series' history up to the cutoff the model learns from (None: all of it)
+    train_hours: int | None = 8 * WEEK_HOURS
 
     def __post_init__(self) -> None:
-        counts = (self.max_iter, self.max_depth, self.max_bins, self.min_instances_per_node)
+        counts = [self.max_iter, self.max_depth, self.max_bins, self.min_instances_per_node]
+        if self.train_hours is not None:
+            counts.append(self.train_hours)
         if min(counts) < 1 or not 0 < self.step_size <= 1:
             raise ConfigError(
-                "data.fleet.global_model: max_iter, max_depth, max_bins and "
-                "min_instances_per_node must be >= 1, step_size in (0, 1]"
+                "data.fleet.global_model: max_iter, max_depth, max_bins, "
+                "min_instances_per_node and train_hours must be >= 1, step_size in (0, 1]"
             )
 
 

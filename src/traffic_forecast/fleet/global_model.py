@@ -24,6 +24,7 @@ from functools import reduce
 
 import numpy as np
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.ml import Pipeline
 from pyspark.ml.feature import StringIndexer, VectorAssembler
 from pyspark.ml.regression import GBTRegressor
@@ -31,6 +32,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as sf
 
 from traffic_forecast.core.config import WEEK_HOURS, FleetGlobalModelConfig
+from traffic_forecast.core.errors import ConfigError
 from traffic_forecast.fleet.series import (
     FORECAST,
     METRICS_COLUMNS,
@@ -127,6 +129,36 @@ def prepared(
     return rows, [*CODES.values(), *calendar_columns, LAG, LAG_336, TWO_WEEKS, LEVEL]
 
 
+def _training(cfg: FleetGlobalModelConfig) -> Column:
+    """The rows a model learns from: up to the cutoff, the last ``train_hours`` of each series.
+
+    Every feature is relative to the series' own level, so recent weeks teach the model what a
+    year would, at a fraction of the passes over the data (each boosting round is several).
+    """
+    known = (sf.col(TIMESTAMP) <= sf.col(CUTOFF)) & sf.col(LAG_336).isNotNull()
+    if cfg.train_hours is None:
+        return known
+    window = sf.expr(f"INTERVAL {cfg.train_hours} HOURS")
+    return known & (sf.col(TIMESTAMP) > sf.col(CUTOFF) - window)
+
+
+def check_categories(frame: DataFrame, cfg: FleetGlobalModelConfig) -> None:
+    """Refuse, naming the setting, a fleet with more regions or services than ``max_bins``.
+
+    Spark's trees split a categorical feature over at most ``max_bins`` values and would fail
+    with a JVM stack trace.
+    """
+    counts = collected(frame.agg(*(sf.countDistinct(name).alias(name) for name in CODES)))
+    for name in CODES:
+        found = int(counts[name].iloc[0])
+        if found > cfg.max_bins:
+            raise ConfigError(
+                f"data.fleet.global_model.max_bins={cfg.max_bins}: the fleet has {found} "
+                f"{name} values and the model splits them as categories; raise max_bins to "
+                f"at least {found}"
+            )
+
+
 def _in_fold(rows: DataFrame, cutoffs: DataFrame, fold: int, condition: Column) -> DataFrame:
     of_fold = cutoffs.where(sf.col(FOLD) == fold)
     return rows.join(sf.broadcast(of_fold), SERIES_ID).where(condition)
@@ -171,9 +203,7 @@ def backtest_rows(
     horizon = sf.expr(f"INTERVAL {job.backtest.horizon} HOURS")
     folds = []
     for fold in range(job.backtest.n_folds):
-        train = _in_fold(
-            rows, cutoffs, fold, (sf.col(TIMESTAMP) <= sf.col(CUTOFF)) & sf.col(LAG_336).isNotNull()
-        )
+        train = _in_fold(rows, cutoffs, fold, _training(cfg))
         test = _in_fold(
             rows,
             cutoffs,
@@ -255,6 +285,7 @@ def global_metrics(
     job: SeriesJob,
 ) -> pd.DataFrame:
     """The global model's backtest: one metrics row per series, as the local mode gives."""
+    check_categories(frame, cfg)
     cutoffs = cutoff_table(frame, job).cache()
     rows, columns = prepared(frame, cutoffs, sale_events, job)
     rows = rows.cache()  # every fold's fit and test reads them: window functions run once
@@ -296,6 +327,7 @@ def global_forecasts(
     as the backtest fits each fold; `fleet.batch.publish` takes the rows. A lazy plan: Spark
     runs it when the rows are written.
     """
+    check_categories(frame, cfg)
     horizon = job.features.horizon  # at most a week (FeaturesConfig): the lags are known
     columns = [SERIES_ID, REGION, SERVICE, TIMESTAMP, TARGET]
     history = frame.select(*columns)
@@ -304,8 +336,8 @@ def global_forecasts(
     cutoffs = last.select(SERIES_ID, sf.lit(0).alias(FOLD), CUTOFF)
     rows, features = prepared(extended, cutoffs, sale_events, job)
     rows = rows.join(sf.broadcast(cutoffs.select(SERIES_ID, CUTOFF)), SERIES_ID)
-    train = rows.where((sf.col(TIMESTAMP) <= sf.col(CUTOFF)) & sf.col(LAG_336).isNotNull())
-    fitted = _pipeline(features, cfg).fit(train)
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)  # the fit's passes and the forecast
+    fitted = _pipeline(features, cfg).fit(rows.where(_training(cfg)))
     ahead = rows.where(sf.col(TIMESTAMP) > sf.col(CUTOFF))
     return fitted.transform(ahead).select(
         SERIES_ID,

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
+
 from traffic_forecast.core.errors import DataLoadError
 
 if TYPE_CHECKING:  # written without Spark: `make data` writes the fleet where no JVM is needed

@@ -8,13 +8,17 @@ Schema drift between partitions is found from the Parquet footers before Spark r
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 from pandera.pyspark import DataFrameModel, Field
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as sf
 from pyspark.sql import types as spark_types
@@ -114,31 +118,32 @@ def _row_rules(frame: DataFrame) -> dict[tuple[str, str], Column]:
     }
 
 
-def _count_per_series(frame: DataFrame) -> list[SeriesFailure]:
-    """Every row rule counted per series in one pass; only the failing ones come back."""
+def _count_per_series(frame: DataFrame) -> FleetValidation:
+    """Every row rule and the months present, per series in one pass: the failures found.
+
+    A series without a month partition the others have is a hole no gap check would see
+    (the rows either side of it are a month apart only when the month is missing entirely).
+    """
     rules = _row_rules(frame)
     sums = [
         sf.sum(sf.when(failing, 1).otherwise(0)).alias(f"rule_{i}")
         for i, failing in enumerate(rules.values())
     ]
-    counted = _with_steps(frame).groupBy("series_id").agg(*sums).collect()
-    return [
+    months = sf.countDistinct("month").alias("_months")
+    rows = sf.count(sf.lit(1)).alias("_rows")
+    counted = _with_steps(frame).groupBy("series_id").agg(*sums, months, rows).collect()
+    expected = max((row["_months"] for row in counted), default=0)
+    failures = [
         SeriesFailure(row["series_id"] or "(null)", column, check, int(row[f"rule_{i}"]))
         for row in counted
         for i, (column, check) in enumerate(rules)
         if row[f"rule_{i}"]
+    ] + [
+        SeriesFailure(row["series_id"], "month", "partition_present", expected - row["_months"])
+        for row in counted
+        if row["_months"] < expected
     ]
-
-
-def _missing_months(frame: DataFrame) -> list[SeriesFailure]:
-    """Series without a month partition the others have (a hole no gap check would see)."""
-    months = frame.select("series_id", "month").distinct()
-    expected = months.select("month").distinct().count()
-    short = months.groupBy("series_id").count().where(sf.col("count") < expected).collect()
-    return [
-        SeriesFailure(row["series_id"], "month", "partition_present", expected - row["count"])
-        for row in short
-    ]
+    return FleetValidation(len(counted), sum(int(row["_rows"]) for row in counted), failures)
 
 
 def _schema_drift(folder: Path) -> list[SeriesFailure]:
@@ -184,25 +189,43 @@ def _pandera_failures(frame: DataFrame, counted: list[SeriesFailure]) -> list[Se
 
 
 def validate_frame(frame: DataFrame) -> FleetValidation:
-    """Validate a fleet frame: Pandera's schema and checks, then the counts per series."""
-    counted = _count_per_series(frame) + _missing_months(frame)
-    failures = _pandera_failures(frame, counted) + counted
-    totals = frame.agg(sf.count(sf.lit(1)).alias("rows"), sf.countDistinct("series_id").alias("n"))
-    row = totals.collect()[0]
-    return FleetValidation(
-        series=int(row["n"]),
-        rows=int(row["rows"]),
-        failures=sorted(failures, key=lambda f: (f.series_id, f.column, f.check)),
-    )
+    """Validate a fleet frame: the counts per series, then Pandera's schema and checks."""
+    counted = _count_per_series(frame)
+    failures = _pandera_failures(frame, counted.failures) + counted.failures
+    counted.failures = sorted(failures, key=lambda f: (f.series_id, f.column, f.check))
+    return counted
 
 
 def validate_fleet(spark: SparkSession, folder: Path) -> FleetValidation:
     """Validate the fleet under ``folder``; drifted partitions stop it before Spark reads."""
-    drift = _schema_drift(folder)
-    if drift:
-        series = {partition_of(file, folder).get("series_id") for file in partition_files(folder)}
-        return FleetValidation(series=len(series), failures=drift)
-    return validate_frame(read_fleet(spark, folder))
+    with _read_once(spark, folder) as frame:
+        return _validated(folder, frame)
+
+
+def _validated(folder: Path, frame: DataFrame | None) -> FleetValidation:
+    if frame is None:
+        return FleetValidation(
+            series=len({partition_of(f, folder).get("series_id") for f in partition_files(folder)}),
+            failures=_schema_drift(folder),
+        )
+    return validate_frame(frame)
+
+
+@contextmanager
+def _read_once(spark: SparkSession, folder: Path) -> Iterator[DataFrame | None]:
+    """The fleet read and cached for the block (None when partitions drifted: nothing read).
+
+    Every check and the published copy read the cache: the files are opened once, and what
+    memory cannot hold spills to Spark's local disk (MEMORY_AND_DISK), so any fleet fits.
+    """
+    if _schema_drift(folder):
+        yield None
+        return
+    frame = read_fleet(spark, folder).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield frame
+    finally:
+        frame.unpersist()
 
 
 def validate_and_publish(
@@ -219,13 +242,31 @@ def validate_and_publish(
         render_markdown,
     )
 
-    result = validate_fleet(spark, raw_dir)
-    write_text_atomic(reports_dir / REPORT_MD, render_markdown(result, str(raw_dir)))
-    write_json_atomic(reports_dir / REPORT_JSON, render_json(result, str(raw_dir)))
+    with _read_once(spark, raw_dir) as frame:
+        result = _validated(raw_dir, frame)
+        write_text_atomic(reports_dir / REPORT_MD, render_markdown(result, str(raw_dir)))
+        write_json_atomic(reports_dir / REPORT_JSON, render_json(result, str(raw_dir)))
     if result.passed:
-        staged = validated_dir.with_name(f".{validated_dir.name}.staged")
-        frame = read_fleet(spark, raw_dir)
-        frame.write.mode("overwrite").partitionBy("series_id", "month").parquet(str(staged))
-        shutil.rmtree(validated_dir, ignore_errors=True)
-        staged.rename(validated_dir)
+        snapshot(raw_dir, validated_dir)
     return result
+
+
+def snapshot(raw_dir: Path, validated_dir: Path) -> None:
+    """Publish the files that passed as ``validated_dir``: hard links, or copies across devices.
+
+    The bytes validated are the bytes published, with no second write of the data: a link
+    keeps the validated version even when ``raw_dir`` is rewritten later (the store replaces
+    files, never edits them). Staged beside ``validated_dir`` and swapped in, so a failure
+    leaves the previous copy whole. On an object store, copy the prefix instead.
+    """
+    staged = validated_dir.with_name(f".{validated_dir.name}.staged")
+    shutil.rmtree(staged, ignore_errors=True)
+    for file in partition_files(raw_dir):
+        target = staged / file.relative_to(raw_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(file, target)
+        except OSError:  # another filesystem, or one without hard links
+            shutil.copy2(file, target)
+    shutil.rmtree(validated_dir, ignore_errors=True)
+    staged.rename(validated_dir)
