@@ -121,6 +121,7 @@ fleet-demo: install system-deps ## The fleet end to end on local Spark: data, va
 	$(TF) fleet-train $(FLEET_DEMO_ARGS) $(ARGS)
 	$(TF) batch-predict $(if $(RUN_ID),--run-id $(RUN_ID)) $(ARGS)
 	$(TF) fleet-summary $(ARGS)
+	$(TF) report $(if $(BASE),--base $(BASE))
 
 # The PR report compares with BASE: in CI the pull request's base commit (from the event
 # file), else main. `make report BASE=origin/release` compares with another ref.

@@ -28,6 +28,7 @@ FLEET_DATA, FLEET_VALIDATE, FLEET_TRAIN = (
 BATCH_PREDICT = "traffic-forecast batch-predict"
 BATCH_PREDICT_RUN = "traffic-forecast batch-predict --run-id nightly-1"
 FLEET_SUMMARY = "traffic-forecast fleet-summary"
+GLOBAL_RECONCILED = ("data.fleet.model=global", "data.fleet.reconcile=ols")
 
 
 def _run(line: str, *overrides: str) -> int:
@@ -82,16 +83,20 @@ def test_the_fleet_commands_run_end_to_end(
     run_id = latest_run_id(predictions)
     manifest = read_manifest(predictions, run_id)
     assert (manifest["rows"], manifest["series"]) == (len(SERIES) * HORIZON, len(SERIES))
-    assert manifest["data_version"].startswith("untracked-")  # data.dvc tracks data/raw only
+    assert manifest["data_version"].startswith("untracked-")  # not in data/raw: not data.dvc's
     assert run_id == f"{manifest['data_version']}-{manifest['model_version']}"
 
     # The same data and settings: the same run, replaced rather than published twice.
     assert _run(BATCH_PREDICT, *overrides) == 0
     assert latest_run_id(predictions) == run_id
-    assert _run(BATCH_PREDICT_RUN, *overrides) == 0
+    # Another run id: the global model, reconciled (totals forecast, only the series published).
+    assert _run(BATCH_PREDICT_RUN, *overrides, *GLOBAL_RECONCILED) == 0
     runs = sorted(p.name for p in predictions.glob("run_id=*"))
     assert runs == sorted([f"run_id={run_id}", "run_id=nightly-1"])
     assert latest_run_id(predictions) == "nightly-1"
+    nightly = read_manifest(predictions, "nightly-1")
+    assert (nightly["rows"], nightly["series"]) == (len(SERIES) * HORIZON, len(SERIES))
+    assert nightly["model_version"] != manifest["model_version"]
 
     capsys.readouterr()
     assert _run(FLEET_SUMMARY, f"paths.reports_dir={reports}") == 0

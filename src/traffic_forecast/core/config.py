@@ -21,6 +21,8 @@ HOLIDAY_CALENDARS = ("us_federal", "none")
 WEEK_HOURS = 168
 FLEET_MODELS = ("local", "global")
 SHORT_SERIES = ("exclude", "error")
+# Batch forecasts summing to their totals: sktime's Reconciler methods ("bu" would change nothing)
+RECONCILE = ("none", "ols", "wls_str", "td_fcst")
 # sktime's "no-update_params" is left out: the default model's AR step cannot predict from a
 # cutoff it was not fitted at (statsmodels refuses), so it would fail mid-backtest.
 BACKTEST_STRATEGIES = ("refit", "update")
@@ -105,11 +107,15 @@ class FleetConfig:
     # Hours a series needs beyond what the backtest needs (the larger of the two applies)
     min_history_hours: int = 2 * WEEK_HOURS
     short_series: str = "exclude"  # exclude: listed with the reason; error: stop, naming it
+    # Batch forecasts made to sum to each region's and the site's forecast (none: as forecast)
+    reconcile: str = "none"
     global_model: FleetGlobalModelConfig = field(default_factory=FleetGlobalModelConfig)
 
     def __post_init__(self) -> None:
         if self.model not in FLEET_MODELS:
             raise ConfigError(f"data.fleet.model={self.model!r}: choose one of {FLEET_MODELS}")
+        if self.reconcile not in RECONCILE:
+            raise ConfigError(f"data.fleet.reconcile={self.reconcile!r}: choose one of {RECONCILE}")
         if self.short_series not in SHORT_SERIES:
             raise ConfigError(
                 f"data.fleet.short_series={self.short_series!r}: choose one of {SHORT_SERIES}"

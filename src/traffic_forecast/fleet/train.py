@@ -22,7 +22,9 @@ from pyspark.sql import functions as sf
 from traffic_forecast.core.config import FleetConfig
 from traffic_forecast.core.errors import PipelineInputError
 from traffic_forecast.fleet import global_model
+from traffic_forecast.fleet.reconcile import reconcile, series_only, with_aggregates
 from traffic_forecast.fleet.series import (
+    FORECAST,
     METRICS_COLUMNS,
     REGION,
     SERIES_ID,
@@ -136,7 +138,24 @@ def local_forecasts(
 def fleet_forecasts(
     frame: DataFrame, sale_events: pd.DataFrame | None, fleet: FleetConfig, job: SeriesJob
 ) -> DataFrame:
-    """``series_id, timestamp, forecast``: every series' next hours with ``fleet.model``."""
+    """``series_id, timestamp, forecast``: every series' next hours with ``fleet.model``.
+
+    With ``fleet.reconcile`` the regions' and the site's totals are forecast too, and the
+    series' forecasts are made to sum to them (`fleet.reconcile`).
+    """
+    if fleet.reconcile == "none":
+        return _forecasts(frame, sale_events, fleet, job)
+    nodes = with_aggregates(frame)
+    keys = nodes.select(SERIES_ID, REGION, SERVICE).distinct()
+    forecasts = _forecasts(nodes, sale_events, fleet, job).join(keys, SERIES_ID)
+    coherent = series_only(reconcile(collected(forecasts), fleet.reconcile))
+    rows = coherent[[SERIES_ID, TIMESTAMP, FORECAST]]
+    return frame.sparkSession.createDataFrame(rows, schema=FORECAST_SCHEMA)
+
+
+def _forecasts(
+    frame: DataFrame, sale_events: pd.DataFrame | None, fleet: FleetConfig, job: SeriesJob
+) -> DataFrame:
     if fleet.model == "local":
         return local_forecasts(frame, sale_events, job)
     return global_model.global_forecasts(frame, sale_events, fleet.global_model, job)
