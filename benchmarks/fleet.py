@@ -60,13 +60,13 @@ def write_benchmark_fleet(folder: Path, series: int) -> dict[str, Any]:
     """``series`` series x 1 year under ``folder/raw`` and the sale calendar; sizes written."""
     from traffic_forecast.core.config import FleetConfig  # noqa: PLC0415
     from traffic_forecast.core.io import write_parquet_atomic  # noqa: PLC0415
-    from traffic_forecast.data.simulate import SimulationConfig, simulate  # noqa: PLC0415
-    from traffic_forecast.fleet.simulate import split_site_total  # noqa: PLC0415
-    from traffic_forecast.fleet.store import (  # noqa: PLC0415
+    from traffic_forecast.data.fleet_files import (  # noqa: PLC0415
         FLEET_SCHEMA,
         MONTH_FORMAT,
         PARTITION_COLUMNS,
     )
+    from traffic_forecast.data.simulate import SimulationConfig, simulate  # noqa: PLC0415
+    from traffic_forecast.data.simulate.fleet import split_site_total  # noqa: PLC0415
 
     started = time.perf_counter()
     day_after = "2024-12-31"
@@ -146,10 +146,10 @@ def run_job(args: argparse.Namespace) -> dict[str, Any]:
     """One job in this process: ``validate``, ``forecast`` (Spark) or ``loop`` (pandas)."""
     import pandas as pd  # noqa: PLC0415
 
+    from traffic_forecast.data.fleet_files import read_fleet  # noqa: PLC0415
     from traffic_forecast.fleet.batch import Lineage, publish  # noqa: PLC0415
     from traffic_forecast.fleet.cli import read_sale_calendar, series_job  # noqa: PLC0415
     from traffic_forecast.fleet.series import SERIES_ID, series_forecast  # noqa: PLC0415
-    from traffic_forecast.fleet.store import read_fleet  # noqa: PLC0415
     from traffic_forecast.fleet.train import fleet_forecasts  # noqa: PLC0415
     from traffic_forecast.fleet.validation import validate_and_publish  # noqa: PLC0415
 

@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 
 from traffic_forecast.core.config import FleetConfig, SparkConfig
 from traffic_forecast.data.simulate import SimulationConfig
-from traffic_forecast.fleet.simulate import simulate_fleet
+from traffic_forecast.data.simulate.fleet import simulate_fleet
 from traffic_forecast.fleet.spark import session
 
 SMALL_SITE = SimulationConfig(

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from tests.fleet.conftest import SMALL_FLEET, SMALL_SITE
+from traffic_forecast.data.fleet_files import write_fleet
 from traffic_forecast.data.simulate import simulate
-from traffic_forecast.fleet.simulate import FLEET_COLUMNS, fleet_of_size, split_site_total
-from traffic_forecast.fleet.store import write_fleet
+from traffic_forecast.data.simulate.fleet import FLEET_COLUMNS, fleet_of_size, split_site_total
 
 
 def test_series_sum_to_the_site_total_every_hour(small_fleet: pd.DataFrame) -> None:

@@ -18,12 +18,12 @@ from tests.fleet.conftest import SMALL_FLEET
 from traffic_forecast.core.config import BacktestConfig, Config, FleetConfig
 from traffic_forecast.core.errors import ConfigError, PipelineInputError
 from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.fleet_files import read_fleet, write_fleet
 from traffic_forecast.data.simulate import SimulationConfig, simulate
+from traffic_forecast.data.simulate.fleet import split_site_total
 from traffic_forecast.fleet.global_model import global_forecasts
 from traffic_forecast.fleet.series import SeriesJob
-from traffic_forecast.fleet.simulate import split_site_total
 from traffic_forecast.fleet.spark import collected
-from traffic_forecast.fleet.store import read_fleet, write_fleet
 from traffic_forecast.fleet.train import FleetTraining, local_forecasts, train_fleet
 from traffic_forecast.forecasting.backtest import run_backtest
 from traffic_forecast.forecasting.features import build_features

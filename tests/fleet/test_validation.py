@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
-from traffic_forecast.fleet.store import FleetDataError, write_fleet
+from traffic_forecast.data.fleet_files import FleetDataError, write_fleet
 from traffic_forecast.fleet.validation import REPORT_JSON, REPORT_MD, validate_and_publish
 
 pytestmark = pytest.mark.slow

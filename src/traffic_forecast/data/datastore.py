@@ -31,7 +31,7 @@ from traffic_forecast.core.settings import load_config
 from traffic_forecast.data.integrity import mismatches, recorded_outputs
 from traffic_forecast.data.remote import configured_remote, push_refusal, scheme
 from traffic_forecast.data.simulate import SimulationConfig, simulate, write_raw_tables
-from traffic_forecast.fleet.simulate import write_fleet_tables
+from traffic_forecast.data.simulate.fleet import write_fleet_tables
 
 log = logging.getLogger(__name__)
 

@@ -24,13 +24,13 @@ from traffic_forecast.core.errors import PipelineInputError
 from traffic_forecast.core.io import write_atomic
 from traffic_forecast.core.lineage import config_hash, data_version_of
 from traffic_forecast.core.settings import load_config
+from traffic_forecast.data.fleet_files import partition_files, read_fleet
 from traffic_forecast.data.schemas import sale_events_schema
 from traffic_forecast.data.simulate import SimulationConfig, simulate
+from traffic_forecast.data.simulate.fleet import write_fleet_tables
 from traffic_forecast.fleet.batch import Lineage, publish
 from traffic_forecast.fleet.series import SeriesJob
-from traffic_forecast.fleet.simulate import write_fleet_tables
 from traffic_forecast.fleet.spark import running_session
-from traffic_forecast.fleet.store import partition_files, read_fleet
 from traffic_forecast.fleet.train import fleet_forecasts, train_fleet
 from traffic_forecast.fleet.validation import REPORT_MD, validate_and_publish
 from traffic_forecast.pipeline import outputs

@@ -18,8 +18,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as sf
 from sktime.transformations.hierarchical.reconcile import Reconciler
 
+from traffic_forecast.data.simulate.fleet import SERIES_SEPARATOR
 from traffic_forecast.fleet.series import FORECAST, REGION, SERIES_ID, SERVICE, TARGET, TIMESTAMP
-from traffic_forecast.fleet.simulate import SERIES_SEPARATOR
 from traffic_forecast.forecasting.forecasters import running_sktime
 
 TOTAL = "__total"  # sktime's name for an aggregated level (its Aggregator's)

@@ -24,7 +24,7 @@ from pyspark.sql import functions as sf
 from pyspark.sql import types as spark_types
 
 from traffic_forecast.core.io import write_json_atomic, write_text_atomic
-from traffic_forecast.fleet.store import (
+from traffic_forecast.data.fleet_files import (
     FLEET_SCHEMA,
     MONTH_FORMAT,
     partition_files,

@@ -18,9 +18,9 @@ import pandas as pd
 
 from traffic_forecast.core.config import FleetConfig
 from traffic_forecast.core.io import write_parquet_atomic
+from traffic_forecast.data.fleet_files import write_fleet
 from traffic_forecast.data.simulate import RawTables, SimulationConfig, simulate
 from traffic_forecast.data.simulate._random import component_rng
-from traffic_forecast.fleet.store import write_fleet
 
 HOURS_PER_DAY = 24
 SERIES_SEPARATOR = "/"  # series_id = "<region>/<service>"
