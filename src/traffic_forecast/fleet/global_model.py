@@ -287,7 +287,7 @@ def global_metrics(
     """The global model's backtest: one metrics row per series, as the local mode gives."""
     check_categories(frame, cfg)
     cutoffs = cutoff_table(frame, job).cache()
-    rows, columns = prepared(frame, cutoffs, sale_events, job)
+    rows, columns = prepared(_read_back(frame, cutoffs, cfg), cutoffs, sale_events, job)
     rows = rows.cache()  # every fold's fit and test reads them: window functions run once
     try:
         scored = backtest_rows(frame, rows, cutoffs, columns, cfg=cfg, job=job)
@@ -296,6 +296,26 @@ def global_metrics(
     finally:
         rows.unpersist()
         cutoffs.unpersist()
+
+
+def _read_back(frame: DataFrame, cutoffs: DataFrame, cfg: FleetGlobalModelConfig) -> DataFrame:
+    """The hours the model can use, the rest left unread (all of them without ``train_hours``).
+
+    ``train_hours`` before the first cutoff, and the two weeks its features look back from there.
+    """
+    if cfg.train_hours is None:
+        return frame
+    reach = sf.expr(f"INTERVAL {cfg.train_hours + 2 * WEEK_HOURS} HOURS")
+    first = cutoffs.where(sf.col(FOLD) == 0).select(SERIES_ID, CUTOFF)
+    recent = sf.col(TIMESTAMP) > sf.col(CUTOFF) - reach
+    return frame.join(sf.broadcast(first), SERIES_ID).where(recent).select(*frame.columns)
+
+
+def _last_hours(frame: DataFrame) -> DataFrame:
+    """``series_id, cutoff``: each series' last hour, computed once (a row per series)."""
+    last = collected(frame.groupBy(SERIES_ID).agg(sf.max(TIMESTAMP).alias(CUTOFF)))
+    table = frame.sparkSession.createDataFrame(last, f"{SERIES_ID} string, {CUTOFF} timestamp_ntz")
+    return table.withColumn(CUTOFF, sf.col(CUTOFF).cast(frame.schema[TIMESTAMP].dataType))
 
 
 def _future_rows(frame: DataFrame, horizon: int) -> DataFrame:
@@ -323,17 +343,18 @@ def global_forecasts(
 ) -> DataFrame:
     """``series_id, timestamp, forecast``: each series' next ``features.horizon`` hours.
 
-    One model fitted on every series' whole history (the cutoff is each series' last hour),
-    as the backtest fits each fold; `fleet.batch.publish` takes the rows. A lazy plan: Spark
-    runs it when the rows are written.
+    One model fitted up to each series' last hour, as the backtest fits each fold, on the
+    last ``train_hours`` (only those and the two weeks their features look back are read into
+    the model's rows); `fleet.batch.publish` takes the rows. A lazy plan: Spark runs it when
+    the rows are written (the model's rows stay cached until the session ends).
     """
     check_categories(frame, cfg)
     horizon = job.features.horizon  # at most a week (FeaturesConfig): the lags are known
     columns = [SERIES_ID, REGION, SERVICE, TIMESTAMP, TARGET]
     history = frame.select(*columns)
+    cutoffs = _last_hours(history).select(SERIES_ID, sf.lit(0).alias(FOLD), CUTOFF)
+    history = _read_back(history, cutoffs, cfg)
     extended = history.unionByName(_future_rows(history, horizon))
-    last = history.groupBy(SERIES_ID).agg(sf.max(TIMESTAMP).alias(CUTOFF))
-    cutoffs = last.select(SERIES_ID, sf.lit(0).alias(FOLD), CUTOFF)
     rows, features = prepared(extended, cutoffs, sale_events, job)
     rows = rows.join(sf.broadcast(cutoffs.select(SERIES_ID, CUTOFF)), SERIES_ID)
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)  # the fit's passes and the forecast
