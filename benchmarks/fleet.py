@@ -18,8 +18,8 @@ Printed, side by side with the issue's targets:
 5. out of core: validation and a local batch forecast (seasonal naive) of a fleet at least 3x
    the driver's memory setting, with the peak memory of the driver and the workers.
 
-``--quick`` runs every part at small sizes (a smoke test of the script, minutes). The full run
-takes about an hour on 2 cores.
+``--quick`` runs every part at small sizes (a smoke test of the script, minutes); ``--only
+global,local`` runs some parts. The full run takes about an hour on 2 cores.
 """
 
 from __future__ import annotations
@@ -303,63 +303,77 @@ class Bench:
         return measured
 
 
+PARTS = ("validate", "global", "local", "speedup", "loop", "out-of-core")
+
+
 def run_all(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement, in the order of the module's docstring."""
-    n, two = args.series, TWO_CORES
-    figures: dict[str, Any] = {
-        "validate": bench.timed(f"validate {n}", n, "validate", **two),
-        "global": bench.timed(f"global {n}", n, "forecast", fleet_model="global", **two),
-        "local": bench.timed(f"local {n}", n, "forecast", fleet_model="local", **two),
-    }
+    """The measurements of ``args.only`` (every part by default), in the docstring's order.
+
+    ``validate`` and ``global`` also run at every ``--scaling`` size (the line through them).
+    """
+    n, two, parts = args.series, TWO_CORES, args.only
+    figures: dict[str, Any] = {}
+    jobs = {"validate": {}, "global": {"fleet_model": "global"}, "local": {"fleet_model": "local"}}
+    for kind, options in jobs.items():
+        if kind in parts:
+            job = "validate" if kind == "validate" else "forecast"
+            figures[kind] = bench.timed(f"{kind} {n}", n, job, **options, **two)
     speed_n = args.speedup_series
-    for cores in (1, 2):
-        figures[f"local[{cores}]"] = bench.timed(
-            f"local[{cores}] {speed_n}",
-            speed_n,
-            "forecast",
-            fleet_model="local",
-            master=f"local[{cores}]",
-            driver_memory="4g",
+    if "speedup" in parts or ("loop" in parts and args.loop_series == speed_n):
+        for cores in (1, 2) if "speedup" in parts else (2,):
+            figures[f"local[{cores}]"] = bench.timed(
+                f"local[{cores}] {speed_n}",
+                speed_n,
+                "forecast",
+                fleet_model="local",
+                master=f"local[{cores}]",
+                driver_memory="4g",
+            )
+    if "loop" in parts:
+        loop_n = args.loop_series
+        known = {n: figures.get("local"), speed_n: figures.get("local[2]")}
+        figures["spark_loop"] = known.get(loop_n) or bench.timed(
+            f"local {loop_n}", loop_n, "forecast", fleet_model="local", **two
         )
-    loop_n = args.loop_series
-    known = {n: figures["local"], speed_n: figures["local[2]"]}
-    figures["spark_loop"] = known.get(loop_n) or bench.timed(
-        f"local {loop_n}", loop_n, "forecast", fleet_model="local", **two
-    )
-    figures["loop"] = bench.timed(f"pandas loop {loop_n}", loop_n, "loop")
-    line: dict[str, list[float]] = {"validate": [], "global": []}
-    for size in args.scaling:
-        for kind in ("validate", "global"):
-            measured = (
+        figures["loop"] = bench.timed(f"pandas loop {loop_n}", loop_n, "loop")
+    figures["line"] = {
+        kind: [
+            (
                 figures[kind]
                 if size == n
                 else bench.timed(
                     f"{kind} {size}",
                     size,
                     "validate" if kind == "validate" else "forecast",
-                    **({} if kind == "validate" else {"fleet_model": "global"}),
+                    **jobs[kind],
                     **two,
                 )
-            )
-            line[kind].append(measured.seconds)
-    figures["line"] = line
-    big = args.out_of_core_series
-    memory = {"master": "local[2]", "driver_memory": args.out_of_core_memory}
-    figures["ooc_validate"] = bench.timed(f"out of core: validate {big}", big, "validate", **memory)
-    figures["ooc_forecast"] = bench.timed(
-        f"out of core: local seasonal naive {big}",
-        big,
-        "forecast",
-        fleet_model="local",
-        model="seasonal_naive",
-        **memory,
-    )
-    figures["ooc_arrow_mb"] = bench.arrow_mb(big)
+            ).seconds
+            for size in args.scaling
+        ]
+        for kind in ("validate", "global")
+        if kind in parts
+    }
+    if "out-of-core" in parts:
+        big = args.out_of_core_series
+        memory = {"master": "local[2]", "driver_memory": args.out_of_core_memory}
+        figures["ooc_validate"] = bench.timed(
+            f"out of core: validate {big}", big, "validate", **memory
+        )
+        figures["ooc_forecast"] = bench.timed(
+            f"out of core: local seasonal naive {big}",
+            big,
+            "forecast",
+            fleet_model="local",
+            model="seasonal_naive",
+            **memory,
+        )
+        figures["ooc_arrow_mb"] = bench.arrow_mb(big)
     return figures
 
 
 def report(args: argparse.Namespace, figures: dict[str, Any]) -> None:
-    """The table: each figure beside its target."""
+    """The table: each figure measured beside its target."""
     n = args.series
     print(f"\nfleet on Spark, {n:,} series x 8,760 hours ({n * 8760:,} rows), local[2]:")
     for label, key, target in (
@@ -367,23 +381,31 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> None:
         ("global: fit + 168 h batch forecast, published", "global", GLOBAL_TARGET_S),
         ("local: fit + 168 h batch forecast, published", "local", LOCAL_TARGET_S),
     ):
-        seconds = figures[key].seconds
-        _row(label, f"{seconds:.1f} s", f"<= {target:.0f} s", seconds <= target)
-    loop, spark_loop = figures["loop"].seconds, figures["spark_loop"].seconds
-    _row(f"pandas loop, {args.loop_series:,} series (local's work)", f"{loop:.1f} s", "", None)
-    _row("  pandas loop / Spark local[2]", f"{loop / spark_loop:.2f}x", "printed", None)
-    speedup = figures["local[1]"].seconds / figures["local[2]"].seconds
-    _row(
-        f"local[2] vs local[1], local mode, {args.speedup_series:,} series",
-        f"{speedup:.2f}x",
-        f">= {SPEEDUP_TARGET}x",
-        speedup >= SPEEDUP_TARGET,
-    )
+        if key in figures:
+            seconds = figures[key].seconds
+            _row(label, f"{seconds:.1f} s", f"<= {target:.0f} s", seconds <= target)
+    if "loop" in figures:
+        loop, spark_loop = figures["loop"].seconds, figures["spark_loop"].seconds
+        _row(f"pandas loop, {args.loop_series:,} series (local's work)", f"{loop:.1f} s", "", None)
+        _row("  pandas loop / Spark local[2]", f"{loop / spark_loop:.2f}x", "printed", None)
+    if "local[1]" in figures:
+        speedup = figures["local[1]"].seconds / figures["local[2]"].seconds
+        _row(
+            f"local[2] vs local[1], local mode, {args.speedup_series:,} series",
+            f"{speedup:.2f}x",
+            f">= {SPEEDUP_TARGET}x",
+            speedup >= SPEEDUP_TARGET,
+        )
     for kind, seconds in figures["line"].items():
         intercept, per_thousand, r2 = linear_fit(args.scaling, seconds)
         points = ", ".join(f"{x:,}: {y:.0f} s" for x, y in zip(args.scaling, seconds, strict=True))
         _row(f"{kind} by fleet size ({points})", f"{per_thousand:.1f} s/1k", "linear", r2 >= 0.95)
         _row("  fit: R^2, fixed cost", f"{r2:.3f}, {intercept:.1f} s", "R^2 >= 0.95", None)
+    if "ooc_arrow_mb" in figures:
+        _out_of_core_rows(args, figures)
+
+
+def _out_of_core_rows(args: argparse.Namespace, figures: dict[str, Any]) -> None:
     setting_mb, arrow_mb = _mebibytes(args.out_of_core_memory), figures["ooc_arrow_mb"]
     _row(
         f"out of core: {args.out_of_core_series:,} series in memory (Arrow)",
@@ -411,7 +433,13 @@ def main() -> int:
     parser.add_argument("--out-of-core-series", type=int, default=3000)
     parser.add_argument("--out-of-core-memory", default="512m", help="spark.driver.memory")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument(
+        "--only", default=",".join(PARTS), help=f"some of {', '.join(PARTS)} (default: all)"
+    )
     args = parser.parse_args()
+    args.only = [part.strip() for part in args.only.split(",")]
+    if unknown := sorted(set(args.only) - set(PARTS)):
+        parser.error(f"--only: unknown part(s) {unknown}; choose from {PARTS}")
     if args.quick:
         args.series, args.scaling, args.speedup_series = 40, "20,40,80", 20
         args.loop_series, args.out_of_core_series = 40, 200
