@@ -381,6 +381,10 @@ bench: bento system-deps ## Benchmarks: validation, pipeline, model candidates, 
 	$(BIN)/python benchmarks/replay.py
 	$(BIN)/python benchmarks/release.py
 
+.PHONY: bench-fleet
+bench-fleet: install system-deps ## Fleet mode on Spark: validation, global/local forecasts, scaling, out of core (an hour)
+	$(BIN)/python benchmarks/fleet.py $(ARGS)
+
 .PHONY: clean
 clean: ## Remove generated data and reports (data/raw and the DVC cache stay)
 	rm -rf data/validated data/features models reports/*.png

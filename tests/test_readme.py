@@ -28,6 +28,7 @@ TESTED_WORKFLOWS = ("pull-request.yml", "release.yml", "monitor.yml")
 NOT_RUN_HERE = {
     "make test": "it is the suite itself: CI runs it (.ci/run), and its figures are in the README",
     "make bench": "benchmarks print figures for people and take minutes: run by hand",
+    "make bench-fleet": "an hour of Spark on fleets of 100 to 5,000 series: run by hand",
     "make fleet-demo": "minutes of Spark on the 20 series, measured by hand (README); "
     "tests/fleet/test_cli.py runs the same commands on a tiny fleet",
     "uv sync --extra s3": "re-syncs the project's .venv; make install has dvc-s3 (the dev group)",
