@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from traffic_forecast.core.config import FleetConfig, SparkConfig
+from traffic_forecast.core.config import FleetConfig, FleetGlobalModelConfig, SparkConfig
 from traffic_forecast.data.simulate import SimulationConfig
 from traffic_forecast.data.simulate.fleet import simulate_fleet
 from traffic_forecast.fleet.spark import session
@@ -16,7 +16,13 @@ from traffic_forecast.fleet.spark import session
 SMALL_SITE = SimulationConfig(
     start="2024-02-19", end="2024-03-10 23:00", drift_start="2024-03-11", drift_end="2024-03-11"
 )
-SMALL_FLEET = FleetConfig(regions={"us-east": 0, "eu-west": 5}, services=["search", "cart", "api"])
+SMALL_FLEET = FleetConfig(
+    regions={"us-east": 0, "eu-west": 5},
+    services=["search", "cart", "api"],
+    # Fewer, larger boosting steps than conf/data/fleet.yaml's: each round is several Spark
+    # jobs, and on six series the jobs' overhead, not the data, is the time.
+    global_model=FleetGlobalModelConfig(max_iter=30, max_depth=5, step_size=0.2),
+)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,12 @@ FLEET_DATA, FLEET_VALIDATE, FLEET_TRAIN = (
 BATCH_PREDICT = "traffic-forecast batch-predict"
 BATCH_PREDICT_RUN = "traffic-forecast batch-predict --run-id nightly-1"
 FLEET_SUMMARY = "traffic-forecast fleet-summary"
-GLOBAL_RECONCILED = ("data.fleet.model=global", "data.fleet.reconcile=ols")
+# Plumbing, not accuracy: few boosting rounds (each is several Spark jobs).
+GLOBAL_RECONCILED = (
+    "data.fleet.model=global",
+    "data.fleet.reconcile=ols",
+    "data.fleet.global_model.max_iter=10",
+)
 
 
 def _run(line: str, *overrides: str) -> int:

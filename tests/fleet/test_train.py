@@ -139,7 +139,7 @@ def test_a_short_series_is_excluded_with_its_reason(
     assert run.excluded["series_id"].tolist() == [SHORT_SERIES]
     assert run.excluded["hours"].tolist() == [SHORT_HOURS]
     assert "300 hours of history" in run.excluded["reason"].iloc[0]
-    assert "need 408" in run.excluded["reason"].iloc[0]
+    assert "need 384" in run.excluded["reason"].iloc[0]
 
 
 @pytest.mark.slow
