@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,32 +196,13 @@ def validate_frame(frame: DataFrame) -> FleetValidation:
 
 def validate_fleet(spark: SparkSession, folder: Path) -> FleetValidation:
     """Validate the fleet under ``folder``; drifted partitions stop it before Spark reads."""
-    with _read_once(spark, folder) as frame:
-        return _validated(folder, frame)
-
-
-def _validated(folder: Path, frame: DataFrame | None) -> FleetValidation:
-    if frame is None:
-        return FleetValidation(
-            series=len({partition_of(f, folder).get("series_id") for f in partition_files(folder)}),
-            failures=_schema_drift(folder),
-        )
-    return validate_frame(frame)
-
-
-@contextmanager
-def _read_once(spark: SparkSession, folder: Path) -> Iterator[DataFrame | None]:
-    """The fleet read and cached for the block (None when partitions drifted: nothing read).
-
-    Every check and the published copy read the cache: the files are opened once, and what
-    memory cannot hold spills to Spark's local disk (MEMORY_AND_DISK), so any fleet fits.
-    """
-    if _schema_drift(folder):
-        yield None
-        return
+    drift = _schema_drift(folder)
+    if drift:
+        series = {partition_of(file, folder).get("series_id") for file in partition_files(folder)}
+        return FleetValidation(series=len(series), failures=drift)
     frame = read_fleet(spark, folder).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        yield frame
+    try:  # every check reads the cache; what memory cannot hold spills to Spark's local disk
+        return validate_frame(frame)
     finally:
         frame.unpersist()
 
@@ -231,10 +210,13 @@ def _read_once(spark: SparkSession, folder: Path) -> Iterator[DataFrame | None]:
 def validate_and_publish(
     spark: SparkSession, raw_dir: Path, validated_dir: Path, reports_dir: Path
 ) -> FleetValidation:
-    """Validate, write the reports, and only when every series passed, the validated copy.
+    """Validate, write the reports, and only when every series passed, publish what passed.
 
-    The copy is written beside ``validated_dir`` and swapped in, so a failed Spark job leaves
-    the previous copy whole.
+    The raw files are first hard-linked into a staging folder beside ``validated_dir`` (copied
+    across filesystems), and the staged files are what is validated: a raw file rewritten
+    meanwhile cannot slip in unvalidated (the store replaces files, never edits them). On a
+    pass the staged folder is swapped in as ``validated_dir``, no byte of the data written
+    twice; on a failure, or any error, it is removed and the previous copy stays whole.
     """
     # Imported here: the renderers import this module's result types.
     from traffic_forecast.fleet.validation_report import (  # noqa: PLC0415
@@ -242,31 +224,27 @@ def validate_and_publish(
         render_markdown,
     )
 
-    with _read_once(spark, raw_dir) as frame:
-        result = _validated(raw_dir, frame)
+    staged = validated_dir.with_name(f".{validated_dir.name}.staged")
+    try:
+        _link_files(raw_dir, staged)
+        result = validate_fleet(spark, staged)
         write_text_atomic(reports_dir / REPORT_MD, render_markdown(result, str(raw_dir)))
         write_json_atomic(reports_dir / REPORT_JSON, render_json(result, str(raw_dir)))
-    if result.passed:
-        snapshot(raw_dir, validated_dir)
-    return result
+        if result.passed:
+            shutil.rmtree(validated_dir, ignore_errors=True)
+            staged.rename(validated_dir)
+        return result
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
-def snapshot(raw_dir: Path, validated_dir: Path) -> None:
-    """Publish the files that passed as ``validated_dir``: hard links, or copies across devices.
-
-    The bytes validated are the bytes published, with no second write of the data: a link
-    keeps the validated version even when ``raw_dir`` is rewritten later (the store replaces
-    files, never edits them). Staged beside ``validated_dir`` and swapped in, so a failure
-    leaves the previous copy whole. On an object store, copy the prefix instead.
-    """
-    staged = validated_dir.with_name(f".{validated_dir.name}.staged")
+def _link_files(folder: Path, staged: Path) -> None:
+    """``folder``'s Parquet files under ``staged``, as hard links (copies across devices)."""
     shutil.rmtree(staged, ignore_errors=True)
-    for file in partition_files(raw_dir):
-        target = staged / file.relative_to(raw_dir)
+    for file in partition_files(folder):
+        target = staged / file.relative_to(folder)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(file, target)
         except OSError:  # another filesystem, or one without hard links
             shutil.copy2(file, target)
-    shutil.rmtree(validated_dir, ignore_errors=True)
-    staged.rename(validated_dir)
