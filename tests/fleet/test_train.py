@@ -256,3 +256,11 @@ def test_more_services_than_the_global_model_can_split_is_a_named_setting(
 def test_a_wrong_fleet_setting_is_named(setting: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"data\.fleet\.{setting}"):
         FleetConfig(**{setting: value})  # type: ignore[arg-type]
+
+
+def test_the_sale_calendar_inside_the_fleet_folder_is_refused() -> None:
+    # Spark reads every Parquet file under raw_dir as a partition of the fleet.
+    with pytest.raises(
+        ConfigError, match=r"sale_events_file=data/fleet/calendar\.parquet is inside"
+    ):
+        FleetConfig(raw_dir="data/fleet", sale_events_file="data/fleet/calendar.parquet")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -97,7 +98,7 @@ class FleetConfig:
     services: list[str] = field(default_factory=_default_services)
     seed: int = 17
     noise: float = 0.05  # typical relative hour-to-hour noise of a series' share
-    raw_dir: str = "data/raw/fleet"  # Parquet, partitioned by series_id and month
+    raw_dir: str = "data/raw/fleet/series"  # Parquet, partitioned by series_id and month
     validated_dir: str = "data/fleet/validated"  # written only when every series passes
     # The site's sale calendar, which every series shares (written beside the fleet)
     sale_events_file: str = "data/raw/fleet/sale_events.parquet"
@@ -122,6 +123,12 @@ class FleetConfig:
             )
         if self.min_history_hours < 0:
             raise ConfigError(f"data.fleet.min_history_hours={self.min_history_hours}: >= 0")
+        if Path(self.sale_events_file).resolve().is_relative_to(Path(self.raw_dir).resolve()):
+            raise ConfigError(
+                f"data.fleet.sale_events_file={self.sale_events_file} is inside "
+                f"data.fleet.raw_dir={self.raw_dir}: every Parquet file there is read as a "
+                "partition of the fleet; keep the calendar beside it"
+            )
         if not self.regions or not self.services:
             raise ConfigError("data.fleet.regions and data.fleet.services must not be empty")
         if any(not -23 <= hours <= 23 for hours in self.regions.values()):
