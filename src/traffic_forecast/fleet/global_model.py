@@ -20,6 +20,7 @@ the same features, so nothing of it leaves Spark until it is written.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import reduce
 
 import numpy as np
@@ -36,6 +37,7 @@ from traffic_forecast.core.errors import ConfigError
 from traffic_forecast.fleet.series import (
     FORECAST,
     METRICS_COLUMNS,
+    METRICS_SCHEMA,
     REGION,
     SERIES_ID,
     SERVICE,
@@ -57,19 +59,21 @@ TWO_WEEKS = "same_hour_two_weeks_scaled"  # the mean of the two lags: half the n
 SEASONAL_NAIVE, PREDICTION, FEATURES = "seasonal_naive", "prediction", "features"
 _WEEK_AGO, _TWO_WEEKS_AGO, _LEVEL = "_week_ago", "_two_weeks_ago", "_level"
 CODES = {REGION: "region_code", SERVICE: "service_code"}
-METRICS_SCHEMA = (
-    "series_id string, region string, service string, "
-    "mase double, baseline_mase double, mae double, actual_mean double"
-)
 
 
-def cutoff_table(frame: DataFrame, job: SeriesJob) -> DataFrame:
-    """``series_id, fold, cutoff``: every series' backtest cutoffs, counted from its last hour."""
+def cutoff_table(
+    frame: DataFrame, cutoffs_of: Callable[[pd.Timestamp], list[pd.Timestamp]]
+) -> DataFrame:
+    """``series_id, fold, cutoff``: each series' cutoffs from its last hour, oldest first.
+
+    ``cutoffs_of`` gives them: the backtest's folds (`series.fold_cutoffs`), or the last hour
+    itself for the batch forecast. Collected once on the driver (a row per series and fold).
+    """
     last = collected(frame.groupBy(SERIES_ID).agg(sf.max(TIMESTAMP).alias("last")))
     rows = [
         (series, fold, cutoff.to_pydatetime())
         for series, end in zip(last[SERIES_ID], last["last"], strict=True)
-        for fold, cutoff in enumerate(fold_cutoffs(pd.Timestamp(end), job.backtest))
+        for fold, cutoff in enumerate(cutoffs_of(pd.Timestamp(end)))
     ]
     cutoffs = frame.sparkSession.createDataFrame(
         rows, f"{SERIES_ID} string, {FOLD} int, {CUTOFF} timestamp_ntz"
@@ -286,7 +290,7 @@ def global_metrics(
 ) -> pd.DataFrame:
     """The global model's backtest: one metrics row per series, as the local mode gives."""
     check_categories(frame, cfg)
-    cutoffs = cutoff_table(frame, job).cache()
+    cutoffs = cutoff_table(frame, lambda end: fold_cutoffs(end, job.backtest)).cache()
     rows, columns = prepared(_read_back(frame, cutoffs, cfg), cutoffs, sale_events, job)
     rows = rows.cache()  # every fold's fit and test reads them: window functions run once
     try:
@@ -309,13 +313,6 @@ def _read_back(frame: DataFrame, cutoffs: DataFrame, cfg: FleetGlobalModelConfig
     first = cutoffs.where(sf.col(FOLD) == 0).select(SERIES_ID, CUTOFF)
     recent = sf.col(TIMESTAMP) > sf.col(CUTOFF) - reach
     return frame.join(sf.broadcast(first), SERIES_ID).where(recent).select(*frame.columns)
-
-
-def _last_hours(frame: DataFrame) -> DataFrame:
-    """``series_id, cutoff``: each series' last hour, computed once (a row per series)."""
-    last = collected(frame.groupBy(SERIES_ID).agg(sf.max(TIMESTAMP).alias(CUTOFF)))
-    table = frame.sparkSession.createDataFrame(last, f"{SERIES_ID} string, {CUTOFF} timestamp_ntz")
-    return table.withColumn(CUTOFF, sf.col(CUTOFF).cast(frame.schema[TIMESTAMP].dataType))
 
 
 def _future_rows(frame: DataFrame, horizon: int) -> DataFrame:
@@ -352,7 +349,7 @@ def global_forecasts(
     horizon = job.features.horizon  # at most a week (FeaturesConfig): the lags are known
     columns = [SERIES_ID, REGION, SERVICE, TIMESTAMP, TARGET]
     history = frame.select(*columns)
-    cutoffs = _last_hours(history).select(SERIES_ID, sf.lit(0).alias(FOLD), CUTOFF)
+    cutoffs = cutoff_table(history, lambda end: [end])  # one fold: the last hour
     history = _read_back(history, cutoffs, cfg)
     extended = history.unionByName(_future_rows(history, horizon))
     rows, features = prepared(extended, cutoffs, sale_events, job)

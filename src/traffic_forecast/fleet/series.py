@@ -23,6 +23,11 @@ TIMESTAMP, TARGET, FORECAST = "timestamp", "target", "forecast"
 METRIC_COLUMNS = ("mase", "baseline_mase", "mae", "actual_mean")
 # What a series scores to: the report's contract (report.fleet.FleetSeriesMetrics), in order.
 METRICS_COLUMNS = (SERIES_ID, REGION, SERVICE, *METRIC_COLUMNS)
+# The same row as a Spark schema: what the per-series tasks return (`applyInPandas`).
+METRICS_SCHEMA = (
+    "series_id string, region string, service string, "
+    "mase double, baseline_mase double, mae double, actual_mean double"
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,7 @@ from traffic_forecast.fleet.reconcile import reconcile, series_only, with_aggreg
 from traffic_forecast.fleet.series import (
     FORECAST,
     METRICS_COLUMNS,
+    METRICS_SCHEMA,
     REGION,
     SERIES_ID,
     SERVICE,
@@ -40,10 +41,6 @@ from traffic_forecast.fleet.spark import collected
 
 log = logging.getLogger(__name__)
 
-METRICS_SCHEMA = (
-    "series_id string, region string, service string, "
-    "mase double, baseline_mase double, mae double, actual_mean double"
-)
 FORECAST_SCHEMA = "series_id string, timestamp timestamp_ntz, forecast double"
 EXCLUDED_COLUMNS = (SERIES_ID, "hours", "reason")
 _SHOWN = 5  # short series named in an error message
