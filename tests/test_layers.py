@@ -26,6 +26,7 @@ RANKS = (
     ("report", "serving"),
     ("deploy",),
     ("monitor",),
+    ("experiment",),  # runs on the deployment; its analysis scores what the service logged
     ("cli",),
     ("__main__",),
 )

@@ -7,6 +7,7 @@ is read; `traffic_forecast.core.settings` is the one loader that gathers them.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ RECONCILE = ("none", "ols", "wls_str", "td_fcst")
 # cutoff it was not fitted at (statsmodels refuses), so it would fail mid-backtest.
 BACKTEST_STRATEGIES = ("refit", "update")
 INTERVAL_METHODS = ("native", "conformal")
+# An A/B experiment: the challenger answers no client (shadow) or a sticky share of them (split)
+EXPERIMENT_MODES = ("shadow", "split")
 
 
 @dataclass
@@ -469,6 +472,53 @@ class SparkConfig:
 
 
 @dataclass
+class GuardrailConfig:
+    """The challenger's service levels during an experiment: a breach ends it at once."""
+
+    check_interval_s: float = 10.0  # how often the guard reads the challenger's counters
+    max_error_rate: float = 0.01  # 5xx share of the challenger's answers since the last check
+    max_p99_ms: float = 500.0  # the challenger's p99 latency since the last check
+    max_fallback_share: float = 0.05  # answers from the seasonal-naive fallback
+    min_requests: int = 20  # fewer answers since the last check: judged with the next ones
+
+    def __post_init__(self) -> None:
+        if self.check_interval_s <= 0 or self.min_requests < 1:
+            raise ConfigError("experiment.guardrails: check_interval_s > 0, min_requests >= 1")
+        if not (0 <= self.max_error_rate <= 1 and 0 <= self.max_fallback_share <= 1):
+            raise ConfigError("experiment.guardrails: rates are shares in [0, 1]")
+
+
+@dataclass
+class ExperimentConfig:
+    """Champion vs challenger on live traffic, decided by realised error (README, Experiments)."""
+
+    mode: str = "shadow"  # shadow: the champion answers all; split: a sticky share of clients
+    share: float = 0.5  # split: the share of clients the challenger answers
+    client_header: str = "X-Client-Id"  # split: the key hashed into an arm
+    alpha: float = 0.05  # false-promotion rate over every look, the sequential rule included
+    min_days: int = 7  # no decision before this many days of scored forecasts (a weekly cycle)
+    max_days: int = 28  # no promotion by then: keep the champion
+    horizon: int = 24  # hours ahead scored per forecast origin (steps 1..horizon)
+    scale_weeks: int = 4  # MASE scale: seasonal-naive error over these weeks before the start
+    season: int = 168  # the seasonal naive of the MASE scale (hours)
+    guardrails: GuardrailConfig = field(default_factory=GuardrailConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in EXPERIMENT_MODES:
+            raise ConfigError(f"experiment.mode={self.mode!r}: one of {EXPERIMENT_MODES}")
+        if not 0 < self.share < 1:
+            raise ConfigError(f"experiment.share={self.share}: a share in (0, 1)")
+        if not 0 < self.alpha < 0.5:
+            raise ConfigError(f"experiment.alpha={self.alpha}: in (0, 0.5)")
+        if not 1 <= self.min_days <= self.max_days:
+            raise ConfigError("experiment: 1 <= min_days <= max_days")
+        if self.horizon < 1 or self.scale_weeks < 1 or self.season < 1:
+            raise ConfigError("experiment.horizon, scale_weeks and season must be >= 1")
+        if not re.fullmatch(r"[A-Za-z0-9-]+", self.client_header):
+            raise ConfigError(f"experiment.client_header={self.client_header!r}: a header name")
+
+
+@dataclass
 class Config:
     """Every setting: the pipeline's (``params.yaml``) and what follows it (``conf/ops.yaml``)."""
 
@@ -489,6 +539,7 @@ class Config:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     observations: ObservationsConfig = field(default_factory=ObservationsConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def __post_init__(self) -> None:
         if self.baseline.candidates:
@@ -508,7 +559,16 @@ PIPELINE_SECTIONS = (
     "backtest",
     "explain",
 )
-OPS_SECTIONS = ("gate", "capacity", "serving", "deploy", "monitor", "observations", "spark")
+OPS_SECTIONS = (
+    "gate",
+    "capacity",
+    "serving",
+    "deploy",
+    "monitor",
+    "observations",
+    "spark",
+    "experiment",
+)
 
 
 def to_typed(raw: DictConfig | dict[str, Any], *, origin: str) -> Config:

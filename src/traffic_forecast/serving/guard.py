@@ -27,6 +27,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 VERSION_HEADER = "x-model-version"
+# An A/B experiment: the router sets these on every request (a client's own are removed); the
+# service echoes them on its answer and writes them into its prediction log.
+EXPERIMENT_HEADER = "x-experiment-id"
+ARM_HEADER = "x-experiment-arm"
 READINESS_PATH = "/readyz"
 JSON_TYPES = frozenset({b"application/json"})
 
