@@ -309,6 +309,19 @@ retrain-pr: install ## If the monitor asks for it (or RETRAIN_FORCE=true): retra
 drift-demo: repro ## The loop locally: drifted data → monitor flags it → retrain → PR report
 	$(TF) drift-demo $(ARGS)
 
+# The experiment's daily decision (the experiment workflow, on the deploy host's runner): the
+# analysis of the deployment's prediction logs against the actuals, its comment, and on
+# "promote" a pull request that makes the challenger the release (a person merges it).
+.PHONY: experiment-report experiment-post experiment-promote
+experiment-report: install ## Champion vs challenger on live hours: reports/experiment.md (+ .json)
+	$(TF) experiment analyse $(ARGS)
+
+experiment-post: install ## Post reports/experiment.md on the challenger's PR (issue, commit) with CML
+	$(TF) experiment post $(ARGS)
+
+experiment-promote: install ## On a "promote" decision: a PR into release from the challenger's commit
+	$(TF) experiment promote $(ARGS)
+
 .PHONY: k8s
 k8s: install ## Write the Argo Rollouts blue/green manifests (deploy/kubernetes/) from conf/deploy
 	$(TF) k8s --out deploy/kubernetes/traffic-forecast.yaml $(ARGS)

@@ -76,6 +76,11 @@ COMMANDS = {
     "monitor": ("traffic_forecast.monitor.watch", "drift and decay of the served model"),
     "retrain": ("traffic_forecast.monitor.retrain", "ingest, retrain and propose it as a PR"),
     "drift-demo": ("traffic_forecast.monitor.demo:drift_demo_main", "the monitoring loop, locally"),
+    # champion vs challenger on live traffic
+    "experiment": (
+        "traffic_forecast.experiment.cli",
+        "A/B: start, stop, analyse, post, promote a challenger",
+    ),
 }
 EXIT_USAGE = 2
 

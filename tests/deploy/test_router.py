@@ -53,6 +53,7 @@ def test_all_traffic_to_one_colour(tmp_path: Path) -> None:
     assert commands(Route({"green": 100}), CFG) == [
         "set server live/green weight 100",  # first: never a moment with no colour weighted
         "set server live/blue weight 0",
+        "experiment off",
         "shadow off",
     ]
 

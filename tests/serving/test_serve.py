@@ -22,7 +22,7 @@ from tests.packaged import Packaged
 from tests.serving.server import Server, phases_passed, running, schemathesis
 from traffic_forecast.serving import artifacts, predictions
 from traffic_forecast.serving.contract import EXAMPLE_INPUT
-from traffic_forecast.serving.guard import VERSION_HEADER
+from traffic_forecast.serving.guard import ARM_HEADER, EXPERIMENT_HEADER, VERSION_HEADER
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
 SCHEMATHESIS_EXAMPLES = 40
@@ -128,6 +128,30 @@ def test_every_answer_is_in_the_prediction_log(
     assert entry["origin"] == answer["origin"]
     assert entry["value"] == pytest.approx([h["value"] for h in answer["forecast"]], abs=1e-3)
     assert entry["upper"] == pytest.approx([h["upper"] for h in answer["forecast"]], abs=1e-3)
+
+
+def _logged(prediction_log: Path, body: dict[str, Any]) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10  # written off the request path, a moment later
+    while True:
+        entries = predictions.read(sorted(prediction_log.parent.glob("predictions-test*.jsonl*")))
+        logged = [e for e in entries if e["request"] == body | {"events": []}]
+        if logged or time.monotonic() > deadline:
+            return logged
+        time.sleep(0.1)
+
+
+def test_an_experiment_s_request_is_logged_with_its_experiment_and_arm(
+    server: Server, prediction_log: Path
+) -> None:
+    tagged, plain = {"horizon": 5, "coverage": 0.7}, {"horizon": 5, "coverage": 0.75}
+    headers = {EXPERIMENT_HEADER: "exp-1", ARM_HEADER: "challenger"}
+    assert httpx.post(server.url + "/forecast", json=tagged, headers=headers).status_code == 200
+    assert httpx.post(server.url + "/forecast", json=plain).status_code == 200
+    [entry] = _logged(prediction_log, tagged)
+    assert (entry["experiment"], entry["arm"]) == ("exp-1", "challenger")
+    [entry] = _logged(prediction_log, plain)
+    assert "experiment" not in entry
+    assert "arm" not in entry
 
 
 def test_schemathesis_finds_no_failing_check_against_the_live_spec(

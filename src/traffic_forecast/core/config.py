@@ -497,7 +497,7 @@ class ExperimentConfig:
     client_header: str = "X-Client-Id"  # split: the key hashed into an arm
     alpha: float = 0.05  # false-promotion rate over every look, the sequential rule included
     min_days: int = 7  # no decision before this many days of scored forecasts (a weekly cycle)
-    max_days: int = 28  # no promotion by then: keep the champion
+    max_days: int = 98  # no promotion by then: keep the champion (80 % power at 10 %: README)
     horizon: int = 24  # hours ahead scored per forecast origin (steps 1..horizon)
     scale_weeks: int = 4  # MASE scale: seasonal-naive error over these weeks before the start
     season: int = 168  # the seasonal naive of the MASE scale (hours)

@@ -36,7 +36,7 @@ def _config(overrides: list[str]) -> Config:
     return dataclasses.replace(cfg, deploy=dataclasses.replace(cfg.deploy, state_dir=state_dir))
 
 
-def _bento_tag(name: str, cfg: Config) -> str:
+def bento_tag(name: str, cfg: Config) -> str:
     """The exact Bento version: of ``latest``, of a tag, or of an exported file (imported)."""
     import bentoml  # noqa: PLC0415 (seconds to import: only the deploy needs it)
     from bentoml.exceptions import BentoMLException  # noqa: PLC0415
@@ -82,7 +82,7 @@ def _cancellable() -> None:
 def _deploy(args: argparse.Namespace) -> int:
     _cancellable()
     cfg = _config(args.overrides)
-    outcome = rollout.deploy(_bento_tag(args.bento, cfg), cfg)
+    outcome = rollout.deploy(bento_tag(args.bento, cfg), cfg)
     print(outcome.summary())
     router = rollout.router_url(cfg)
     print(f"\nforecasts at {router}/forecast, e.g.\n  curl -s -X POST {router}/forecast "

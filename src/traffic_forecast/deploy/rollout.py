@@ -152,6 +152,7 @@ def _deploy(
     *,
     python: str = sys.executable,
 ) -> Outcome:
+    _no_experiment(state, action)
     dcfg = state.deployed(cfg.deploy, for_deploy=True)
     cfg = dataclasses.replace(cfg, deploy=dcfg)
     router = Router(dcfg, state_dir)
@@ -204,6 +205,16 @@ def _deploy(
     return outcome
 
 
+def _no_experiment(state: State, action: str) -> None:
+    """An experiment holds the idle colour and the router's arms: a switch would break it."""
+    running = state.experimenting()
+    if running is not None:
+        raise DeployError(
+            f"experiment {running} runs its challenger in the idle colour: "
+            f"`traffic-forecast experiment stop` first, then {action}"
+        )
+
+
 def _behind_a_retire(cfg: DeployConfig) -> dict[str, Any]:
     """How a deploy or rollback waits for the lock: only behind a retire, as long as it can take.
 
@@ -227,6 +238,7 @@ def rollback(cfg: Config) -> Outcome:
         state = load(state_dir)
         if state.live is None or state.live not in state.slots:
             raise DeployError("nothing is deployed: there is nothing to roll back")
+        _no_experiment(state, "rollback")
         dcfg = state.deployed(cfg.deploy)
         current = state.slots[state.live]
         previous = other(state.live)
@@ -260,7 +272,7 @@ def _retire_pid_file(state_dir: Path, colour: str) -> Path:
     return state_dir / f"retire-{colour}.pid"
 
 
-def _cancel_retire(state_dir: Path, colour: str) -> None:
+def cancel_retire(state_dir: Path, colour: str) -> None:
     """Stop a pending ``retire`` of ``colour``, if one waits (its pid file says which)."""
     path = _retire_pid_file(state_dir, colour)
     if not path.is_file():
@@ -277,7 +289,7 @@ def _cancel_retire(state_dir: Path, colour: str) -> None:
 
 def _schedule_retire(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> None:
     """Stop ``colour`` after the rollback window, in a process of its own (this one exits)."""
-    _cancel_retire(state_dir, colour)  # one pending retire per colour: the newest
+    cancel_retire(state_dir, colour)  # one pending retire per colour: the newest
     retiring = detached.start(
         [sys.executable, "-m", "traffic_forecast.deploy.cli", "retire", colour, bento,
          "--after", str(cfg.rollback_window_s), "--state-dir", str(state_dir),
@@ -364,9 +376,13 @@ def stop_all(cfg: Config) -> None:
         dcfg = state.deployed(cfg.deploy)
         Router(dcfg, state_dir).stop()
         for colour in COLOURS:
-            _cancel_retire(state_dir, colour)  # nothing left for it to stop
+            cancel_retire(state_dir, colour)  # nothing left for it to stop
         for slot in state.slots.values():
             slots.stop(slot, dcfg)
+        if state.experimenting() is not None and state.experiment is not None:
+            # Ended here: its guard sees it at its next check and exits.
+            state.experiment |= {"status": "stopped", "ended_at": time.time(),
+                                 "end_reason": "undeploy"}  # fmt: skip
         state.record(action="stop", ok=True, colour=state.live)
         state.live, state.slots, state.router = None, {}, None
         save(state_dir, state)

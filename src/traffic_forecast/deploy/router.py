@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 ACCESS_LOG = "logs/access.log"
 ROUTER_LOG = "logs/haproxy.log"
 ADMIN_SOCKET = "admin.sock"
-SHADOW_LUA = Path(__file__).with_name("shadow.lua")
+ROUTER_LUA = Path(__file__).with_name("router.lua")  # the shadow copies and experiment arms
+ROUTING_FILE = "routing.state"  # what router.lua last set, read back when HAProxy (re)loads it
+BASIS_POINTS = 10_000
 BACKEND = "live"
 CONFIRMATIONS = 5  # consecutive fresh connections answering with the new version
 MAX_BODY_BYTES = 1 << 20
@@ -48,11 +50,36 @@ WEIGHT = re.compile(r"^(\s*server (\w+) \S+) weight (\d+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
+class Arms:
+    """An A/B experiment on the router: which colour is which arm, and who the challenger answers.
+
+    ``share`` (split mode): the clients whose ``client_header`` hashes into that share of the
+    buckets. Shadow mode: no client; the route's mirror sends it a copy of every request.
+    """
+
+    experiment: str
+    champion: str
+    challenger: str
+    mode: str
+    share: float
+    client_header: str
+
+    def command(self) -> str:
+        """The router.lua setting that puts it live."""
+        basis = round(self.share * BASIS_POINTS) if self.mode == "split" else 0
+        return (
+            f"experiment {self.experiment} {self.champion} {self.challenger} {self.mode} "
+            f"{basis} {self.client_header}"
+        )
+
+
+@dataclass(frozen=True)
 class Route:
-    """Where the router sends traffic: a weight (percent) per colour, optionally a shadow."""
+    """Where the router sends traffic: a weight (percent) per colour, a shadow, an experiment."""
 
     weights: dict[str, int] = field(default_factory=dict)
     mirror: str | None = None  # the colour that gets a copy of every request (its answer dropped)
+    arms: Arms | None = None  # an experiment's arms: they override the weights per request
 
     def weight(self, colour: str) -> int:
         """The share of requests ``colour`` gets (0: none)."""
@@ -66,6 +93,11 @@ def render(route: Route, cfg: DeployConfig, prefix: Path) -> str:
         for colour in COLOURS
     )
     extra = "".join(f"    {directive}\n" for directive in cfg.router_directives)
+    # An experiment's arm (router.lua) names the colour; a pinned server answers even at weight
+    # 0, and one that is down is passed over for the weighted ones.
+    pinned = "\n".join(
+        f"    use-server {colour} if {{ var(txn.colour) -m str {colour} }}" for colour in COLOURS
+    )
     # JSON lines: what the canary step reads (checks.canary_verdict). The version is the
     # response header captured first (`capture response header`).
     log_format = (
@@ -78,7 +110,8 @@ global
     pidfile {prefix}/haproxy.pid
     stats socket {prefix}/{ADMIN_SOCKET} mode 600 level admin expose-fd listeners
     log stdout format raw local0
-    lua-load {prefix}/shadow.lua
+    setenv TRAFFIC_FORECAST_ROUTING {prefix}/{ROUTING_FILE}
+    lua-load {prefix}/router.lua
     maxconn 4096
 
 defaults
@@ -96,25 +129,34 @@ frontend traffic_forecast
     bind {cfg.host}:{cfg.router_port}
     option http-buffer-request
     http-request deny deny_status 413 if {{ req.hdr_val(content-length) gt {MAX_BODY_BYTES} }}
+    http-request lua.experiment
     http-request lua.shadow
     capture response header {VERSION_HEADER} len 128
     http-response set-header X-Colour %[srv_name]
+    http-response lua.experiment_answer
     log-format '{log_format}'
 {extra}    default_backend {BACKEND}
 
 backend {BACKEND}
     balance roundrobin
+{pinned}
 {servers}
 """
 
 
+def routing(route: Route, cfg: DeployConfig) -> list[str]:
+    """The router.lua settings of ``route`` (the admin socket's commands, and its file)."""
+    mirror = "off" if route.mirror is None else f"{cfg.host}:{port_of(route.mirror, cfg)}"
+    arms = "experiment off" if route.arms is None else route.arms.command()
+    return [arms, f"shadow {mirror}"]
+
+
 def commands(route: Route, cfg: DeployConfig) -> list[str]:
     """The runtime-API commands that put ``route`` live (no reload)."""
-    mirror = "off" if route.mirror is None else f"{cfg.host}:{port_of(route.mirror, cfg)}"
     # The colour gaining weight first: between two commands, some colour always takes requests.
     gaining = sorted(COLOURS, key=route.weight, reverse=True)
     weights = [f"set server {BACKEND}/{c} weight {route.weight(c)}" for c in gaining]
-    return [*weights, f"shadow {mirror}"]
+    return [*weights, *routing(route, cfg)]
 
 
 def _without_weights(config: str) -> str:
@@ -152,7 +194,7 @@ class Router:
 
     def _check(self, text: str) -> None:
         """``haproxy -c`` on ``text``, then put it in place (with the Lua file it loads)."""
-        (self.prefix / "shadow.lua").write_bytes(SHADOW_LUA.read_bytes())
+        (self.prefix / "router.lua").write_bytes(ROUTER_LUA.read_bytes())
         candidate = self.prefix / "haproxy.cfg.candidate"
         candidate.write_text(text, encoding="utf-8")
         try:
@@ -252,6 +294,8 @@ class Router:
         """
         (self.prefix / "logs").mkdir(parents=True, exist_ok=True)
         text = render(route, self.cfg, self.prefix)
+        # First: a router that (re)loads from here on reads it (router.lua), as it is told below.
+        write_text_atomic(self.prefix / ROUTING_FILE, "\n".join(routing(route, self.cfg)) + "\n")
         if not self.running():
             self._check(text)
             self._start()

@@ -74,6 +74,14 @@ class State:
     slots: dict[str, Slot] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     router: RouterAddress | None = None  # recorded when the router starts, cleared at undeploy
+    # The A/B experiment of the live colour and the idle one (`traffic_forecast.experiment`),
+    # kept after it ends for its analysis; a new experiment replaces it.
+    experiment: dict[str, Any] | None = None
+
+    def experimenting(self) -> str | None:
+        """The id of the experiment running on this deployment, or None."""
+        running = self.experiment is not None and self.experiment.get("status") == "running"
+        return str(self.experiment["id"]) if running and self.experiment else None
 
     def deployed(self, cfg: DeployConfig, *, for_deploy: bool = False) -> DeployConfig:
         """``cfg`` with the router address this deployment really uses.
@@ -131,6 +139,7 @@ def load(state_dir: Path) -> State:
         slots,
         list(raw.get("history", [])),
         None if router is None else RouterAddress(**router),
+        raw.get("experiment"),
     )
 
 

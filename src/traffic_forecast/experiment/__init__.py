@@ -1,1 +1,1 @@
-"""Champion vs challenger on live traffic: routing, guardrails, and the decision by realised error."""
+"""Champion vs challenger on live traffic: arms, guardrails, the decision by realised error."""

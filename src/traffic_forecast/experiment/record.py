@@ -6,8 +6,11 @@ that decides it: no I/O here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from traffic_forecast.core.config import ExperimentConfig, GuardrailConfig
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -44,6 +47,16 @@ class Experiment:
     checks: int = 0  # guardrail checks passed
     pull_request: int | None = None  # the challenger's pull request: where the analysis is posted
     issue: int | None = None  # else a tracking issue (else the challenger's commit)
+    # The settings it started with (conf/experiment): declared before any data, they decide it.
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, default: ExperimentConfig) -> ExperimentConfig:
+        """The settings declared at the start (``default`` for a record without them)."""
+        if not self.settings:
+            return default
+        declared = dict(self.settings)
+        guardrails = GuardrailConfig(**declared.pop("guardrails", {}))
+        return dataclasses.replace(default, **declared, guardrails=guardrails)
 
     @property
     def running(self) -> bool:
@@ -65,4 +78,3 @@ class Experiment:
         fields["champion"] = Arm(**raw["champion"])
         fields["challenger"] = Arm(**raw["challenger"])
         return cls(**fields)
-

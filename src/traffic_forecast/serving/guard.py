@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,6 +32,9 @@ VERSION_HEADER = "x-model-version"
 # service echoes them on its answer and writes them into its prediction log.
 EXPERIMENT_HEADER = "x-experiment-id"
 ARM_HEADER = "x-experiment-arm"
+# The experiment and arm of the request being answered ({"experiment": id, "arm": arm}), for the
+# prediction log: set here per request, read where the answer is logged.
+EXPERIMENT_TAGS: ContextVar[dict[str, str] | None] = ContextVar("experiment_tags", default=None)
 READINESS_PATH = "/readyz"
 JSON_TYPES = frozenset({b"application/json"})
 
@@ -76,6 +80,15 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+def experiment_tags(scope: Scope) -> dict[str, str] | None:
+    """The experiment and arm the router tagged the request with (None: no experiment)."""
+    experiment = _header(scope, EXPERIMENT_HEADER.encode())
+    arm = _header(scope, ARM_HEADER.encode())
+    if experiment is None or arm is None:
+        return None
+    return {"experiment": experiment.decode("latin-1"), "arm": arm.decode("latin-1")}
 
 
 def check_headers(scope: Scope, max_body_bytes: int) -> Refusal | None:
@@ -203,6 +216,7 @@ class HttpGuard:
                 await send_json(send, 503, {"error": reason}, version)
                 return
         if path in self.api_paths and scope["method"] == "POST":
+            EXPERIMENT_TAGS.set(experiment_tags(scope))  # this request's task only (ASGI)
             reason = state.unavailable(path)
             if reason is not None:
                 await self._refuse(send, state, path, 503, reason)

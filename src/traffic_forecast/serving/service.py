@@ -51,7 +51,7 @@ from traffic_forecast.serving.contract import (
     invalid,
 )
 from traffic_forecast.serving.engine import Forecast, ForecastEngine, PlannedEvent, WhatIf
-from traffic_forecast.serving.guard import HttpGuard, Reply
+from traffic_forecast.serving.guard import EXPERIMENT_TAGS, HttpGuard, Reply
 from traffic_forecast.serving.hours import sale_years
 from traffic_forecast.serving.live import STORE_ENV, Freshness, LiveModel, site_now
 from traffic_forecast.serving.openapi import (
@@ -474,6 +474,8 @@ class TrafficForecast:
                     "value": values,
                     "lower": answer.lower,
                     "upper": answer.upper,
+                    # An A/B experiment's id and arm, as the router tagged the request.
+                    **(EXPERIMENT_TAGS.get() or {}),
                 }
             )
 
