@@ -7,20 +7,18 @@ One deployment for the module: blue goes live first; every failing green is trie
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import bentoml
 import httpx
 import pandas as pd
 import pytest
 
+from tests.deploy.bentos import custom_bento, seasonal_naive, without_capacity
 from tests.deploy.load import Loads
 from tests.packaged import Packaged
 from tests.serving.server import free_port
@@ -29,7 +27,7 @@ from traffic_forecast.deploy import cli as deploy_cli
 from traffic_forecast.deploy import rollout, slots
 from traffic_forecast.deploy.router import Route, Router
 from traffic_forecast.deploy.state import DeployError, RouterAddress, load
-from traffic_forecast.serving import artifacts, bento, predictions
+from traffic_forecast.serving import bento, predictions
 from traffic_forecast.serving.guard import VERSION_HEADER
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
@@ -51,40 +49,20 @@ class Bentos:
         return bento.model_of(tag)
 
 
-def _custom(packaged: Packaged, folder: Path, edit: Callable[[Path], None]) -> str:
-    folder.mkdir()
-    artifacts.gather(packaged.cfg, folder)
-    edit(folder)
-    with bentoml.models.create(packaged.cfg.serving.model_name) as model:
-        shutil.copytree(folder, model.path, dirs_exist_ok=True)
-    return bento.build_bento()  # takes the newest model: this one
-
-
-def _no_capacity(folder: Path) -> None:
-    settings = json.loads((folder / artifacts.SERVING_FILE).read_text())
-    (folder / artifacts.SERVING_FILE).write_text(json.dumps({**settings, "capacity": None}))
-
-
 @pytest.fixture(scope="module")
 def bentos(packaged: Packaged, tmp_path_factory: pytest.TempPathFactory) -> Bentos:
     root = tmp_path_factory.mktemp("bentos")
     _, v1 = bento.build(packaged.cfg)
     _, v2 = bento.build(packaged.cfg)
 
-    def naive(folder: Path) -> None:
-        shutil.copyfile(folder / "baseline.zip", folder / "forecaster.zip")
-        card = json.loads((folder / "model_card.json").read_text())
-        card |= {"uses_exog": False, "exogenous_columns": []}
-        (folder / "model_card.json").write_text(json.dumps(card))
-
     return Bentos(
         v1,
         v2,
-        worse=_custom(packaged, root / "worse", naive),
-        broken=_custom(
+        worse=custom_bento(packaged, root / "worse", seasonal_naive),
+        broken=custom_bento(
             packaged, root / "broken", lambda f: (f / "forecaster.zip").write_bytes(b"x")
         ),
-        no_capacity=_custom(packaged, root / "no-capacity", _no_capacity),
+        no_capacity=custom_bento(packaged, root / "no-capacity", without_capacity),
     )
 
 

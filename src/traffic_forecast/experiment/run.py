@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from traffic_forecast.core.config import Config, DeployConfig, ExperimentConfig
 from traffic_forecast.core.errors import TrafficForecastError
-from traffic_forecast.core.io import write_json_atomic
+from traffic_forecast.core.io import write_json_atomic, write_text_atomic
 from traffic_forecast.deploy import detached, slots
 from traffic_forecast.deploy.router import Arms, Route, Router
 from traffic_forecast.deploy.state import (
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 GUARD_PID = "experiment-guard.pid"
 GUARD_LOG = "logs/experiment-guard.log"
 GUARD_DEPLOY = "experiment-guard.json"  # the deploy settings the guard routes and stops with
+GUARD_READY = "experiment-guard.ready"  # written by the guard once it has its first reading
+GUARD_START_S = 60.0
 
 
 class ExperimentError(TrafficForecastError):
@@ -133,22 +135,27 @@ def start(
             issue=issue,
             settings=dataclasses.asdict(cfg.experiment),
         )
+        previous, router = state.experiment, Router(dcfg, state_dir)
         try:
             slots.wait_ready(colour, new, dcfg, state_dir)
             checks.smoke(slots.url(dcfg, new.port), new.model, dcfg.smoke_horizon)
-            Router(dcfg, state_dir).apply(route(experiment))
+            state.experiment = experiment.as_json()  # what the guard reads
+            save(state_dir, state)
+            _start_guard(state_dir, experiment, dcfg)  # watching before the first request
+            router.apply(route(experiment))
         except Exception as exc:  # any failure: the challenger goes, the champion serves alone
+            _stop_guard(state_dir)
+            router.restore()
             slots.stop(new, dcfg)
             state.slots.pop(colour, None)
+            state.experiment = previous
             state.record(action="experiment", ok=False, bento=bento, reason=str(exc))
             save(state_dir, state)
             raise ExperimentError(
                 f"the challenger {bento} did not start ({champion.colour} serves alone): {exc}"
             ) from None
-        state.experiment = experiment.as_json()
         state.record(action="experiment", ok=True, id=experiment.id, bento=bento, colour=colour)
         save(state_dir, state)
-    _start_guard(state_dir, experiment, dcfg)
     return experiment
 
 
@@ -172,14 +179,16 @@ def _end(
         dcfg = state.deployed(cfg or DeployConfig())
         router = Router(dcfg, state_dir)
         router.apply(Route({experiment.champion.colour: 100}))
-        router.wait_drained(experiment.challenger.colour)
-        slot = state.slots.pop(experiment.challenger.colour, None)
-        if slot is not None:
-            slots.stop(slot, dcfg)
+        # Ended when the champion takes every request; the challenger then finishes its own.
         experiment.status, experiment.ended_at = status, time.time()
         experiment.end_reason, experiment.breach = reason, breach
         state.experiment = experiment.as_json()
         state.record(action=f"experiment {status}", ok=True, id=experiment.id, reason=reason)
+        save(state_dir, state)
+        router.wait_drained(experiment.challenger.colour)
+        slot = state.slots.pop(experiment.challenger.colour, None)
+        if slot is not None:
+            slots.stop(slot, dcfg)
         save(state_dir, state)
         return experiment
 
@@ -196,7 +205,10 @@ def stop(cfg: Config, reason: str = "stopped by a person") -> Experiment:
 
 
 def _start_guard(state_dir: Path, experiment: Experiment, cfg: DeployConfig) -> None:
+    """Start the guard and wait until it has read the challenger's counters once."""
     _stop_guard(state_dir)
+    ready = state_dir / GUARD_READY
+    ready.unlink(missing_ok=True)
     write_json_atomic(state_dir / GUARD_DEPLOY, dataclasses.asdict(cfg))
     process = detached.start(
         [sys.executable, "-m", "traffic_forecast.experiment.cli", "guard",
@@ -204,6 +216,11 @@ def _start_guard(state_dir: Path, experiment: Experiment, cfg: DeployConfig) -> 
         state_dir / GUARD_LOG,
     )  # fmt: skip
     (state_dir / GUARD_PID).write_text(str(process.pid), encoding="utf-8")
+    deadline = time.monotonic() + GUARD_START_S
+    while not (ready.is_file() and ready.read_text(encoding="utf-8") == experiment.id):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise ExperimentError(f"the guard did not start: see {state_dir / GUARD_LOG}")
+        time.sleep(0.05)
 
 
 def _stop_guard(state_dir: Path) -> None:
@@ -241,6 +258,7 @@ def guard(state_dir: Path, experiment_id: str) -> str:
     assert isinstance(dcfg, DeployConfig)
     url = slots.url(dcfg, state.slots[started.challenger.colour].port)
     before = _read(url)
+    write_text_atomic(state_dir / GUARD_READY, experiment_id)
     while True:
         time.sleep(limits.check_interval_s)
         experiment = current(state_dir)
