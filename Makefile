@@ -309,6 +309,22 @@ retrain-pr: install ## If the monitor asks for it (or RETRAIN_FORCE=true): retra
 drift-demo: repro ## The loop locally: drifted data → monitor flags it → retrain → PR report
 	$(TF) drift-demo $(ARGS)
 
+# Champion vs challenger on live traffic (README, Experiments): BENTO is the challenger; it runs
+# in the idle colour beside the live one (conf/experiment: shadow or split) until stopped, or
+# until its guard finds a breached guardrail.
+.PHONY: experiment-start experiment-stop experiment-status experiment-demo
+experiment-start: $(DEPLOY_NEEDS) ## Run BENTO as a challenger beside the live model (conf/experiment)
+	$(DEPLOY_TF) experiment start $(BENTO) $(ARGS)
+
+experiment-stop: $(DEPLOY_NEEDS) ## End the experiment: the live model answers every request again
+	$(DEPLOY_TF) experiment stop $(ARGS)
+
+experiment-status: $(DEPLOY_NEEDS) ## The experiment's arms, mode and course (JSON)
+	$(DEPLOY_TF) experiment status $(ARGS)
+
+experiment-demo: bento system-deps ## Champion vs its baseline on simulated live hours, to a decision
+	$(TF) experiment demo $(ARGS)
+
 # The experiment's daily decision (the experiment workflow, on the deploy host's runner): the
 # analysis of the deployment's prediction logs against the actuals, its comment, and on
 # "promote" a pull request that makes the challenger the release (a person merges it).

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 EXIT_USAGE = 2
 
 
-def _config(overrides: list[str]) -> Config:
+def config(overrides: list[str]) -> Config:
+    """The settings, with the deploy state directory a deploy host sets."""
     cfg = load_config(overrides)
     state_dir = str(state_dir_of(cfg.deploy.state_dir))
     return dataclasses.replace(cfg, deploy=dataclasses.replace(cfg.deploy, state_dir=state_dir))
@@ -36,7 +37,7 @@ def _config(overrides: list[str]) -> Config:
 def _start(args: argparse.Namespace) -> int:
     from traffic_forecast.deploy.cli import bento_tag  # noqa: PLC0415 (BentoML: seconds)
 
-    cfg = _config(args.overrides)
+    cfg = config(args.overrides)
     experiment = run.start(
         bento_tag(args.bento, cfg),
         cfg,
@@ -63,13 +64,13 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    experiment = run.stop(_config(args.overrides))
+    experiment = run.stop(config(args.overrides))
     print(f"experiment {experiment.id} stopped: {experiment.champion.colour} serves alone")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    cfg = _config(args.overrides)
+    cfg = config(args.overrides)
     experiment = run.current(Path(cfg.deploy.state_dir))
     if experiment is None:
         print("no experiment on this deployment")
@@ -114,6 +115,13 @@ def guard_main(argv: list[str] | None) -> int:
     return command.run(parser, _guard, argv)
 
 
+def demo_main(argv: list[str] | None) -> int:
+    """``experiment demo``: imported when run (it builds a Bento)."""
+    from traffic_forecast.experiment import demo  # noqa: PLC0415
+
+    return demo.main(argv)
+
+
 SUBCOMMANDS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "start": (start_main, "run a challenger Bento beside the live champion"),
     "stop": (stop_main, "end the experiment: the champion alone"),
@@ -121,6 +129,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "analyse": (gitops.analyse_main, "score both arms on the hours that came, and decide"),
     "post": (gitops.post_main, "post reports/experiment.md on the challenger's pull request"),
     "promote": (gitops.promote_main, "on `promote`: a pull request making it the release"),
+    "demo": (demo_main, "the example's champion vs its baseline, on simulated live hours"),
 }
 
 

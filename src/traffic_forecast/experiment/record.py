@@ -45,6 +45,7 @@ class Experiment:
     end_reason: str | None = None
     breach: dict[str, Any] | None = None  # the guardrail check that ended it
     checks: int = 0  # guardrail checks passed
+    last_check: str | None = None  # what the last one measured
     pull_request: int | None = None  # the challenger's pull request: where the analysis is posted
     issue: int | None = None  # else a tracking issue (else the challenger's commit)
     # The settings it started with (conf/experiment): declared before any data, they decide it.

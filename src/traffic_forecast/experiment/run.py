@@ -243,6 +243,19 @@ def _read(url: str) -> guardrails.Counters:
     return guardrails.read_counters(httpx.get(url + "/metrics", timeout=5).text)
 
 
+def _checked(state_dir: Path, experiment_id: str, text: str) -> None:
+    """Count a passed check in the experiment's record (the report says how many, and the last)."""
+    with locked(state_dir, "experiment guard"):
+        state = load(state_dir)
+        if state.experimenting() != experiment_id or state.experiment is None:
+            return
+        # In the record, not the history: a check every few seconds would push the deploys a
+        # rollback needs out of the history's last 50 events.
+        checks = int(state.experiment.get("checks", 0)) + 1
+        state.experiment |= {"checks": checks, "last_check": text}
+        save(state_dir, state)
+
+
 def guard(state_dir: Path, experiment_id: str) -> str:
     """Check the challenger every interval until the experiment ends; end it on a breach.
 
@@ -285,3 +298,4 @@ def guard(state_dir: Path, experiment_id: str) -> str:
             return verdict.text
         if verdict.judged:
             before = after
+            _checked(state_dir, experiment_id, verdict.text)

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import bentoml
@@ -62,9 +63,12 @@ def build_bento() -> str:
     return str(tags[-1])
 
 
-def build(cfg: Config) -> tuple[str, str]:
-    """Save a new model version and build a Bento with it; (model tag, Bento tag)."""
-    model_tag = package.save(cfg)
+def build(cfg: Config, edit: Callable[[Path], None] | None = None) -> tuple[str, str]:
+    """Save a new model version and build a Bento with it; (model tag, Bento tag).
+
+    ``edit``: changes the packaged folder first (`package.save`).
+    """
+    model_tag = package.save(cfg, edit)
     bento_tag = build_bento()
     if model_of(bento_tag) != model_tag:  # another model was saved meanwhile
         raise PipelineInputError(f"{bento_tag} holds {model_of(bento_tag)}, not {model_tag}")

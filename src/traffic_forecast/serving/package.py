@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +54,17 @@ def labels(card: dict[str, Any], metrics: dict[str, Any], commit: str) -> dict[s
     }
 
 
-def save(cfg: Config) -> str:
+def save(cfg: Config, edit: Callable[[Path], None] | None = None) -> str:
     """Create a new model version in the store from the pipeline's outputs; its tag.
 
     The folder is read back as serving will read it before the version is kept: a model that
-    cannot load never reaches the store.
+    cannot load never reaches the store. ``edit`` changes the gathered folder first (an
+    experiment's demo challenger: the pipeline's baseline as the model).
     """
     with tempfile.TemporaryDirectory() as staging:
         artifacts.gather(cfg, Path(staging))
+        if edit is not None:
+            edit(Path(staging))
         loaded = artifacts.load(Path(staging))
         metadata = {
             "training_window": loaded.card.get("training_window", {}),
