@@ -16,15 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 
 from tests.deploy.bentos import custom_bento, seasonal_naive, without_capacity
 from tests.packaged import Packaged
 from tests.serving.server import free_port
 from traffic_forecast.core.config import Config
+from traffic_forecast.data.schemas import TrafficRaw
 from traffic_forecast.deploy import checks, rollout, slots
 from traffic_forecast.deploy.state import DeployError, load
-from traffic_forecast.experiment import run
+from traffic_forecast.experiment import demo, run
 from traffic_forecast.experiment.record import CHALLENGER, CHAMPION, ENDED, STOPPED
 from traffic_forecast.serving import bento, predictions
 from traffic_forecast.serving.guard import ARM_HEADER, EXPERIMENT_HEADER, VERSION_HEADER
@@ -247,3 +250,37 @@ def test_a_challenger_returning_errors_is_cut_off_and_nothing_is_lost(
         f"first, champion alone {ended.ended_at - found:.1f} s later; {len(champion)} champion "
         "answers, all logged"
     )
+
+
+def test_the_demo_looks_daily_until_a_decision_and_writes_the_report(
+    deployed: Config, packaged: Packaged, tmp_path: Path
+) -> None:
+    # The champion's own history, a week repeated with noise: the live hours after its end.
+    history = pd.read_parquet(Path(packaged.cfg.paths.validated_dir) / "traffic.parquet")
+    last_week = history[TrafficRaw.target].to_numpy(dtype=float)[-168:]
+    after = pd.Timestamp(history[TrafficRaw.timestamp].max())
+    hours = pd.date_range(after + pd.Timedelta(hours=1), periods=168, freq="h")
+    noise = np.random.default_rng(0).normal(1.0, 0.05, len(hours))
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    pd.DataFrame({"timestamp": hours, "sessions": np.round(last_week * noise)}).to_csv(
+        incoming / Path(packaged.cfg.data.traffic_file).name, index=False
+    )
+    short = dataclasses.replace(
+        deployed.experiment, mode="split", min_days=1, max_days=2, horizon=6
+    )
+    cfg = dataclasses.replace(
+        packaged.cfg,
+        deploy=deployed.deploy,
+        experiment=short,
+        monitor=dataclasses.replace(packaged.cfg.monitor, actuals_dir=str(incoming)),
+    )
+    result = demo.demo(cfg)
+    assert result.verdict.decision in {"promote", "keep champion"}  # decided by day 2
+    report = (Path(cfg.paths.reports_dir) / "experiment.md").read_text(encoding="utf-8")
+    assert report.startswith(f"# Experiment `{result.experiment}`")
+    assert result.verdict.decision in report
+    ended = run.current(Path(cfg.deploy.state_dir))
+    assert ended is not None
+    assert (ended.status, ended.mode) == (STOPPED, "split")
+    assert set(load(Path(cfg.deploy.state_dir)).slots) == {"blue"}

@@ -101,6 +101,11 @@ core.register_action("experiment", {"http-req"}, function(txn)
         end
     end
     txn:set_var("txn.colour", experiment[arm])
+    -- The experiment as this request saw it: its answer is labelled by it, even if the
+    -- experiment ends while the request is in flight.
+    txn:set_var("txn.experiment", experiment.id)
+    txn:set_var("txn.champion", experiment.champion)
+    txn:set_var("txn.challenger", experiment.challenger)
     txn.http:req_set_header(ID_HEADER, experiment.id)
     txn.http:req_set_header(ARM_HEADER, arm)
 end, 0)
@@ -108,13 +113,14 @@ end, 0)
 -- Every answer: the arm of the colour that really answered (a challenger that is down is
 -- passed over by HAProxy, and the champion's answer must not be labelled the challenger's).
 core.register_action("experiment_answer", {"http-res"}, function(txn)
-    if experiment == nil then return end
+    local id = txn:get_var("txn.experiment")
+    if id == nil then return end
     local colour = txn.f:srv_name()
     local arm = nil
-    if colour == experiment.challenger then arm = "challenger"
-    elseif colour == experiment.champion then arm = "champion" end
+    if colour == txn:get_var("txn.challenger") then arm = "challenger"
+    elseif colour == txn:get_var("txn.champion") then arm = "champion" end
     if arm ~= nil then
-        txn.http:res_set_header(ID_HEADER, experiment.id)
+        txn.http:res_set_header(ID_HEADER, id)
         txn.http:res_set_header(ARM_HEADER, arm)
     end
 end, 0)
