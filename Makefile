@@ -29,7 +29,7 @@ ARGS ?=
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  Settings: ARGS=\"<Hydra overrides>\" on any target, e.g. make deploy ARGS=\"deploy.router_port=9080\""
 
 .tools/bin/uv:
@@ -402,13 +402,14 @@ format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff check --fix .
 
 .PHONY: bench
-bench: bento system-deps ## Benchmarks: validation, pipeline, model candidates, serving (wrk), live replay, release
+bench: bento system-deps ## Benchmarks: validation, pipeline, candidates, serving (wrk), live replay, release, A/B rule
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/replay.py
 	$(BIN)/python benchmarks/release.py
+	$(BIN)/python benchmarks/experiment.py
 
 .PHONY: bench-fleet
 bench-fleet: install system-deps ## Fleet mode on Spark: validation, global/local forecasts, scaling, out of core (an hour)

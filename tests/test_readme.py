@@ -32,6 +32,8 @@ NOT_RUN_HERE = {
     "make fleet-demo": "minutes of Spark on the 20 series, measured by hand (README); "
     "tests/fleet/test_cli.py runs the same commands on a tiny fleet",
     "uv sync --extra s3": "re-syncs the project's .venv; make install has dvc-s3 (the dev group)",
+    "make experiment-demo": "minutes of simulated live hours, measured by hand (README); "
+    "tests/experiment/test_live.py runs its flow (experiment/demo.py) with a two-day design",
 }
 BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
 
