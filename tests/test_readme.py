@@ -33,7 +33,7 @@ NOT_RUN_HERE = {
     "tests/fleet/test_cli.py runs the same commands on a tiny fleet",
     "uv sync --extra s3": "re-syncs the project's .venv; make install has dvc-s3 (the dev group)",
     "make experiment-demo": "minutes of simulated live hours, measured by hand (README); "
-    "tests/experiment/test_live.py runs its flow (experiment/demo.py) with a two-day design",
+    "tests/experiment/test_live.py runs its flow (experiment/demo.py) with a one-day design",
 }
 BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
 

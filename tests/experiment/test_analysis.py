@@ -91,6 +91,16 @@ def test_pairing_keeps_the_experiments_default_answers_one_per_arm_and_origin() 
     assert result.champion.models_logged == ("model:champ",)
 
 
+def test_an_answer_counts_only_for_the_arm_whose_model_made_it() -> None:
+    origin = START
+    # The challenger was down: HAProxy passed its client to the champion, which logged the
+    # answer under the arm the router had chosen.
+    stray = _entry("challenger", origin, 0.0, model_version="model:champ")
+    result = analyse([_entry("champion", origin, 2.0), stray], ACTUALS, _experiment(), CFG)
+    assert result.scored_origins == 0
+    assert (result.champion.answers, result.challenger.answers) == (1, 0)
+
+
 def test_origins_without_every_actual_or_a_full_horizon_are_not_scored() -> None:
     late = ACTUALS.index[-2]  # its last two steps have no actual yet
     short = START + pd.Timedelta(hours=5)

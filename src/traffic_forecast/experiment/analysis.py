@@ -169,6 +169,16 @@ def _rule(
     return CONTINUE, f"z = {shown} within ±{boundary:.2f} on day {look}: not yet decided"
 
 
+def from_their_arm(entries: list[dict[str, Any]], experiment: Experiment) -> list[dict[str, Any]]:
+    """The entries whose model is their arm's.
+
+    A request the router sent to the challenger while it was down was answered (and logged) by
+    the champion, under the challenger's arm.
+    """
+    models = {arm: experiment.arm(arm).model for arm in ARMS}
+    return [e for e in entries if models.get(str(e.get("arm"))) == e.get("model_version")]
+
+
 def counted_answers(entries: list[dict[str, Any]], experiment_id: str) -> pd.DataFrame:
     """The experiment's answers that count, in log order: neither what-if nor fallback.
 
@@ -340,6 +350,7 @@ def analyse(
     cfg: ExperimentConfig,
 ) -> Analysis:
     """The experiment's analysis and today's decision from the log entries and the actuals."""
+    entries = from_their_arm(entries, experiment)
     answers = counted_answers(entries, experiment.id)
     paired = paired_errors(entries, actuals, experiment.id, cfg.horizon)
     origins = pd.DatetimeIndex(paired["origin"].unique())

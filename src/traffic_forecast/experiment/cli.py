@@ -138,8 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in SUBCOMMANDS:
         listed = "\n".join(f"  {name:8} {text}" for name, (_, text) in SUBCOMMANDS.items())
-        print(f"usage: traffic-forecast experiment <subcommand> …\n\n{listed}", file=sys.stderr)
-        return 0 if args[:1] in (["-h"], ["--help"]) else EXIT_USAGE
+        asked = args[:1] in (["-h"], ["--help"])
+        print(
+            f"usage: traffic-forecast experiment <subcommand> …\n\n{listed}\n\n"
+            "`traffic-forecast experiment <subcommand> --help` tells more.",
+            file=sys.stdout if asked else sys.stderr,
+        )
+        return 0 if asked else EXIT_USAGE
     entry, _ = SUBCOMMANDS[args[0]]
     return entry(args[1:])
 
