@@ -374,15 +374,17 @@ def stop_all(cfg: Config) -> None:
     with locked(state_dir, "undeploy"):
         state = load(state_dir)
         dcfg = state.deployed(cfg.deploy)
+        if state.experimenting() is not None and state.experiment is not None:
+            # Ended first: its guard sees it at its next check and exits, rather than find
+            # the challenger gone and call that a breach.
+            state.experiment |= {"status": "stopped", "ended_at": time.time(),
+                                 "end_reason": "undeploy"}  # fmt: skip
+            save(state_dir, state)
         Router(dcfg, state_dir).stop()
         for colour in COLOURS:
             cancel_retire(state_dir, colour)  # nothing left for it to stop
         for slot in state.slots.values():
             slots.stop(slot, dcfg)
-        if state.experimenting() is not None and state.experiment is not None:
-            # Ended here: its guard sees it at its next check and exits.
-            state.experiment |= {"status": "stopped", "ended_at": time.time(),
-                                 "end_reason": "undeploy"}  # fmt: skip
         state.record(action="stop", ok=True, colour=state.live)
         state.live, state.slots, state.router = None, {}, None
         save(state_dir, state)

@@ -286,14 +286,17 @@ def guard(state_dir: Path, experiment_id: str) -> str:
         log.info("%s: %s", experiment_id, verdict.text)
         if verdict.breached:
             breach = {**dataclasses.asdict(verdict), "at": time.time()}
-            _end(
-                state_dir,
-                dcfg,
-                status=ENDED,
-                reason=f"guardrail: {verdict.text}",
-                breach=breach,
-                expected_id=experiment_id,
-            )
+            try:
+                _end(
+                    state_dir,
+                    dcfg,
+                    status=ENDED,
+                    reason=f"guardrail: {verdict.text}",
+                    breach=breach,
+                    expected_id=experiment_id,
+                )
+            except ExperimentError:  # stopped or undeployed meanwhile: nothing left to end
+                return "ended elsewhere"
             (state_dir / GUARD_PID).unlink(missing_ok=True)
             return verdict.text
         if verdict.judged:
