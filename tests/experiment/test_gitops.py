@@ -37,6 +37,7 @@ from traffic_forecast.experiment.record import CHAMPION as CHAMPION_ARM
 from traffic_forecast.experiment.record import Arm, Experiment
 
 EXPERIMENT_ID = "exp-20250701"
+RECORD = f"reports/experiments/{EXPERIMENT_ID}.md"  # committed on the promotion branch
 START = "2025-07-01T00:00"
 HORIZON = 24
 CHAMPION = Arm("blue", "traffic-forecast:champ", "traffic-forecast-model:champ", "a" * 40)
@@ -174,12 +175,12 @@ def test_promote_opens_a_pr_into_release_from_the_challengers_commit(checkout: C
     title = gitops.proposal_title(_experiment(checkout.challenger))
     assert call["argv"] == [
         "pr", "create", "--branch", "experiment/exp-20250701", "--target-branch=release",
-        "--title", title, "--body", REPORT, "--message", title, "reports/experiment.md",
+        "--title", title, "--body", REPORT, "--message", title, RECORD,
     ]  # fmt: skip
     # CML branches from its trigger commit: the challenger's, where the work tree stands too.
     assert call["github_sha"] == checkout.challenger
     assert call["head"] == checkout.challenger
-    assert Path("reports/experiment.md").read_text(encoding="utf-8") == REPORT
+    assert Path(RECORD).read_text(encoding="utf-8") == REPORT
     assert "traffic-forecast-model:chall" in title
 
 
@@ -191,11 +192,12 @@ def test_without_ci_promote_makes_a_local_branch_and_leaves_the_checkout_alone(
     assert done.startswith("proposed on the local branch experiment/exp-20250701")
     branch = "experiment/exp-20250701"
     assert git(checkout.path, "rev-parse", f"{branch}^") == checkout.challenger
-    assert git(checkout.path, "show", f"{branch}:reports/experiment.md") + "\n" == REPORT
+    assert git(checkout.path, "show", f"{branch}:{RECORD}") + "\n" == REPORT
     changed = git(checkout.path, "show", "--name-only", "--format=", branch)
-    assert changed == "reports/experiment.md"
+    assert changed == RECORD
     assert git(checkout.path, "rev-parse", "HEAD") == checkout.main  # nothing checked out
     assert git(checkout.path, "diff", "--cached", "--name-only") == ""
+    assert not (checkout.path / RECORD).exists()  # and nothing left in the work tree
     assert checkout.cml_calls() == []
 
 

@@ -197,7 +197,7 @@ def test_promote_proposes_the_challengers_commit_for_release(scheduled: Schedule
     argv = proposal["argv"]
     assert "--target-branch=release" in argv
     assert proposal["branch"] == f"experiment/{EXPERIMENT_ID}"
-    assert proposal["files"] == ["reports/experiment.md"]
+    assert proposal["files"] == [f"reports/experiments/{EXPERIMENT_ID}.md"]
     assert "traffic-forecast-model:chall" in proposal["title"]
     assert EXPERIMENT_ID in proposal["body"]
     # The branch is the challenger's commit and the report, not this run's commit (main). act

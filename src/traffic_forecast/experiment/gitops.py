@@ -233,11 +233,13 @@ def _git(*args: str, env: dict[str, str] | None = None) -> str:
     return run_checked("git", *args, env=env).strip()
 
 
-def _commit_with_report(base: str, report_path: Path, message: str) -> str:
-    """A commit of ``base`` plus the report, made without touching the work tree or the index."""
+def _commit_with_report(base: str, report_path: Path, text: str, message: str) -> str:
+    """A commit of ``base`` plus ``text`` at ``report_path``, the work tree and index untouched."""
     inside = Path(os.path.relpath(report_path.resolve(), _git("rev-parse", "--show-toplevel")))
-    blob = _git("hash-object", "-w", "--", str(report_path))
     with tempfile.TemporaryDirectory(prefix="experiment-index-") as scratch:
+        written = Path(scratch) / "report.md"
+        written.write_text(text, encoding="utf-8")
+        blob = _git("hash-object", "-w", "--", str(written))
         env = {**os.environ, "GIT_INDEX_FILE": str(Path(scratch) / "index")}
         _git("read-tree", base, env=env)
         _git("update-index", "--add", "--cacheinfo", f"100644,{blob},{inside.as_posix()}", env=env)
@@ -262,6 +264,11 @@ def _challenger_commit(experiment: Experiment) -> str:
     return commit
 
 
+def record_path(reports: Path, experiment_id: str) -> Path:
+    """Where the promotion branch keeps the experiment's report: ``reports/experiments/<id>.md``."""
+    return reports / "experiments" / f"{experiment_id}.md"
+
+
 def proposal_title(experiment: Experiment) -> str:
     """The pull request's title and commit message."""
     return (
@@ -283,11 +290,13 @@ def promote(cfg: Config, reports: Path, *, propose: bool, target_branch: str) ->
             f"is {experiment.id}: run `traffic-forecast experiment analyse` first"
         )
     commit = _challenger_commit(experiment)
-    path = _report_file(reports, REPORT_MD)
-    text = path.read_text(encoding="utf-8")
+    text = _report_file(reports, REPORT_MD).read_text(encoding="utf-8")
+    # The decision's record in the release's history: reports/experiment.md is the day's
+    # working copy (ignored by git), this one is committed on the branch.
+    path = record_path(reports, experiment.id)
     branch, title = f"experiment/{experiment.id}", proposal_title(experiment)
     if not propose:
-        _git("branch", "--force", branch, _commit_with_report(commit, path, title))
+        _git("branch", "--force", branch, _commit_with_report(commit, path, text, title))
         return (
             f"proposed on the local branch {branch} (the challenger's commit {commit[:12]} and "
             f"the report; in CI, with REPO_TOKEN and cml: a pull request into {target_branch})"
@@ -296,6 +305,7 @@ def promote(cfg: Config, reports: Path, *, propose: bool, target_branch: str) ->
     # work tree (a CI runner's, disposable: --force) moves there too, and the report, written
     # back over whatever that commit holds, is what CML commits on the branch.
     _git("checkout", "--quiet", "--force", "--detach", commit)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, text)
     url = run_checked(
         _cml(), "pr", "create", "--branch", branch, f"--target-branch={target_branch}",
