@@ -51,6 +51,7 @@ class Load:
     concurrency: int = 2  # per mode: `Loads` runs both, and the machine has 2 cores
     body: dict[str, Any] = field(default_factory=lambda: {"horizon": 24})
     answers: list[Answer] = field(default_factory=list)
+    clients: int = 0  # > 0: each request names one of this many clients (X-Client-Id), in turn
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -59,6 +60,7 @@ class Load:
         self._payload = json.dumps(self.body).encode()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._sent = 0
         self._threads = [
             threading.Thread(target=self._client, daemon=True) for _ in range(self.concurrency)
         ]
@@ -70,6 +72,9 @@ class Load:
         headers = {"Content-Type": "application/json"}
         if self.mode == "fresh":
             headers["Connection"] = "close"
+        if self.clients:
+            self._sent += 1  # a race between threads only repeats a client: harmless
+            headers["X-Client-Id"] = f"client-{self._sent % self.clients}"
         connection.request("POST", self._path, body=self._payload, headers=headers)
         response = connection.getresponse()
         response.read()
