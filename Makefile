@@ -410,6 +410,7 @@ bench: bento system-deps ## Benchmarks: validation, pipeline, candidates, servin
 	$(BIN)/python benchmarks/replay.py
 	$(BIN)/python benchmarks/release.py
 	$(BIN)/python benchmarks/experiment.py
+	$(BIN)/python benchmarks/experiment_routing.py
 
 .PHONY: bench-fleet
 bench-fleet: install system-deps ## Fleet mode on Spark: validation, global/local forecasts, scaling, out of core (an hour)

@@ -285,4 +285,6 @@ def test_the_demo_runs_to_a_decision_and_writes_the_report(
     ended = run.current(Path(cfg.deploy.state_dir))
     assert ended is not None
     assert (ended.status, ended.mode) == (STOPPED, "split")
+    # A Bento name of its own: `deploy latest` never picks the demo's challenger.
+    assert ended.challenger.bento.startswith(f"{demo.CHALLENGER_BENTO}:")
     assert set(load(Path(cfg.deploy.state_dir)).slots) == {"blue"}

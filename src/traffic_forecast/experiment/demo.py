@@ -38,6 +38,7 @@ from traffic_forecast.experiment.record import ARMS, Experiment
 log = logging.getLogger(__name__)
 
 CLIENTS_PER_ARM = 2
+CHALLENGER_BENTO = "traffic-forecast-challenger"
 WAIT_S = 30.0  # for a colour to take a new hour from the store (it polls every second)
 # The demo shows the sticky split, and a short design that decides in minutes (the default
 # design runs 7 to 98 days: README, Experiments). ARGS come after and win.
@@ -175,7 +176,8 @@ def demo(cfg: Config) -> Analysis:
         run.stop(cfg, reason="a new demo")
     from traffic_forecast.serving.bento import build  # noqa: PLC0415 (BentoML: seconds)
 
-    _, challenger = build(cfg, baseline_as_model)
+    # A Bento name of its own: `deploy latest` (make deploy) stays the pipeline's model.
+    _, challenger = build(cfg, baseline_as_model, name=CHALLENGER_BENTO)
     experiment = run.start(challenger, cfg)
     declared = experiment.config(cfg.experiment)
     print(

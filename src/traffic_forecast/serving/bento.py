@@ -47,29 +47,36 @@ def model_of(bento_tag: str) -> str:
     return str(services[0].models[0].tag)
 
 
-def build_bento() -> str:
+def build_bento(name: str | None = None) -> str:
     """Build a Bento from bentofile.yaml; it takes the newest model in the store.
 
     In a process of its own: BentoML resolves the service's ``BentoModel`` once per process
     and keeps it, so a second build here would package the first build's model again.
+    ``name``: another Bento name than the service's (an experiment's challenger), so that
+    ``traffic-forecast:latest`` stays the pipeline's newest.
     """
     export_requirements()
+    named = ["--name", name] if name else []
     printed = run_checked(
-        sys.executable, "-m", "bentoml", "build", "-f", str(BENTOFILE), "--output", "tag", "."
-    )
+        sys.executable, "-m", "bentoml", "build", "-f", str(BENTOFILE), *named,
+        "--output", "tag", ".",
+    )  # fmt: skip
     tags = re.findall(r"__tag__:(\S+)", printed)
     if not tags:
         raise PipelineInputError(f"bentoml build printed no Bento tag: {cause_first(printed)}")
     return str(tags[-1])
 
 
-def build(cfg: Config, edit: Callable[[Path], None] | None = None) -> tuple[str, str]:
+def build(
+    cfg: Config, edit: Callable[[Path], None] | None = None, name: str | None = None
+) -> tuple[str, str]:
     """Save a new model version and build a Bento with it; (model tag, Bento tag).
 
-    ``edit``: changes the packaged folder first (`package.save`).
+    ``edit``: changes the packaged folder first (`package.save`); ``name``: the Bento's, when
+    not the service's (`build_bento`).
     """
     model_tag = package.save(cfg, edit)
-    bento_tag = build_bento()
+    bento_tag = build_bento(name)
     if model_of(bento_tag) != model_tag:  # another model was saved meanwhile
         raise PipelineInputError(f"{bento_tag} holds {model_of(bento_tag)}, not {model_tag}")
     return model_tag, bento_tag
