@@ -64,3 +64,11 @@ def test_each_limit_breaches_on_its_own() -> None:
     slow = judge(before, read_counters(_metrics(100, 0, 0, 0, fast=98, slow=2)), LIMITS)
     assert slow.text.startswith("breached: p99")
     assert slow.p99_ms == 1000.0
+
+
+def test_p99_counts_the_histogram_s_own_requests() -> None:
+    # A reading between an answer's start (the service counts it) and its end (the histogram
+    # does): the histogram is one request behind, which is no slow answer.
+    before = read_counters(_metrics(0, 0, 0, 0, fast=0, slow=0))
+    verdict = judge(before, read_counters(_metrics(20, 0, 0, 0, fast=19, slow=0)), LIMITS)
+    assert (verdict.breached, verdict.p99_ms) == (False, 100.0)

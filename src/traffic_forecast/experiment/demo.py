@@ -187,8 +187,9 @@ def demo(cfg: Config) -> Analysis:
     )
     try:
         return _looks(cfg, experiment)
-    finally:
-        run.stop(cfg, reason="the demo's hours are in")
+    finally:  # unless its guard ended it already (the analysis then says why)
+        if load(Path(cfg.deploy.state_dir)).experimenting() == experiment.id:
+            run.stop(cfg, reason="the demo's hours are in")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -62,10 +62,17 @@ class Verdict:
     p99_ms: float = 0.0
 
 
-def _p99_ms(before: Counters, after: Counters, answered: float) -> float:
-    """The upper bound of the histogram bucket holding the 99th percentile (conservative)."""
+def _p99_ms(before: Counters, after: Counters) -> float:
+    """The upper bound of the histogram bucket holding the 99th percentile (conservative).
+
+    Of the histogram's own count: a request is counted by the service when its answer starts
+    and by the histogram when it ends, so between two readings the two counts may differ.
+    """
+    timed = after.buckets.get(math.inf, 0.0) - before.buckets.get(math.inf, 0.0)
+    if timed <= 0:
+        return 0.0
     for bound in sorted(after.buckets):
-        if after.buckets[bound] - before.buckets.get(bound, 0.0) >= 0.99 * answered:
+        if after.buckets[bound] - before.buckets.get(bound, 0.0) >= 0.99 * timed:
             return bound * 1000
     return math.inf
 
@@ -82,8 +89,7 @@ def judge(before: Counters, after: Counters, cfg: GuardrailConfig) -> Verdict:
         return Verdict(False, False, text, int(answered))
     error_rate = (after.errors - before.errors) / answered
     fallback_share = (after.fallbacks - before.fallbacks) / answered
-    timed = sum(after.buckets.values()) > 0
-    p99_ms = _p99_ms(before, after, answered) if timed else 0.0
+    p99_ms = _p99_ms(before, after)
     over = [
         name
         for name, value, limit in (
