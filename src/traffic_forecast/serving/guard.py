@@ -28,8 +28,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 VERSION_HEADER = "x-model-version"
-# An A/B experiment: the router sets these on every request (a client's own are removed); the
-# service echoes them on its answer and writes them into its prediction log.
+# An A/B experiment: the router sets these on every request (a client's own are removed) and on
+# its answer (from the colour that answered); the service writes them into its prediction log.
 EXPERIMENT_HEADER = "x-experiment-id"
 ARM_HEADER = "x-experiment-arm"
 # The experiment and arm of the request being answered ({"experiment": id, "arm": arm}), for the
