@@ -30,7 +30,8 @@ from traffic_forecast.deploy.state import DeployError, state_dir_of
 log = logging.getLogger(__name__)
 
 
-def _config(overrides: list[str]) -> Config:
+def config(overrides: list[str]) -> Config:
+    """The settings, with the state directory a deploy host sets (TRAFFIC_FORECAST_DEPLOY_DIR)."""
     cfg = load_config(overrides)
     state_dir = str(state_dir_of(cfg.deploy.state_dir))
     return dataclasses.replace(cfg, deploy=dataclasses.replace(cfg.deploy, state_dir=state_dir))
@@ -81,7 +82,7 @@ def _cancellable() -> None:
 
 def _deploy(args: argparse.Namespace) -> int:
     _cancellable()
-    cfg = _config(args.overrides)
+    cfg = config(args.overrides)
     outcome = rollout.deploy(bento_tag(args.bento, cfg), cfg)
     print(outcome.summary())
     router = rollout.router_url(cfg)
@@ -92,12 +93,12 @@ def _deploy(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     _cancellable()  # past its window, a rollback is a deploy
-    print(rollout.rollback(_config(args.overrides)).summary())
+    print(rollout.rollback(config(args.overrides)).summary())
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    report = rollout.status(_config(args.overrides))
+    report = rollout.status(config(args.overrides))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -114,14 +115,14 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    print(rollout.verify(_config(args.overrides)))
+    print(rollout.verify(config(args.overrides)))
     return 0
 
 
 def _gate_check(args: argparse.Namespace) -> int:
     from traffic_forecast.deploy import checks  # noqa: PLC0415 (pandas: see rollout)
 
-    cfg = _config(args.overrides)
+    cfg = config(args.overrides)
     try:
         model = httpx.get(args.new.rstrip("/") + "/metadata", timeout=30).json()["model_tag"]
     except (httpx.HTTPError, ValueError, KeyError) as exc:
@@ -137,7 +138,7 @@ def _gate_check(args: argparse.Namespace) -> int:
 
 
 def _undeploy(args: argparse.Namespace) -> int:
-    rollout.stop_all(_config(args.overrides))
+    rollout.stop_all(config(args.overrides))
     print("stopped the router and both colours")
     return 0
 

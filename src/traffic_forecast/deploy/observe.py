@@ -37,8 +37,10 @@ def _first_hours(batch: Batch, hours: int | None) -> Batch:
     return Batch(batch.frame.iloc[:hours].reset_index(drop=True), batch.source)
 
 
-def _wait_for(router: str, revision: int, timeout_s: float) -> dict[str, object]:
-    """The live colour's freshness once it has taken ``revision`` from the store."""
+def wait_for_revision(
+    router: str, revision: int, timeout_s: float, poll_s: float = 0.2
+) -> dict[str, object]:
+    """The freshness ``router`` (or a colour's own URL) reports once it has taken ``revision``."""
     deadline = time.monotonic() + timeout_s
     live: dict[str, object] = {}
     while time.monotonic() < deadline:
@@ -48,7 +50,7 @@ def _wait_for(router: str, revision: int, timeout_s: float) -> dict[str, object]
             live = {}
         if int(str(live.get("revision", 0))) >= revision:
             return live
-        time.sleep(0.2)
+        time.sleep(poll_s)
     raise TrafficForecastError(
         f"the service at {router} did not take the new actuals within {timeout_s:.0f} s "
         f"(it reports {live or 'nothing'}): is it deployed with this store?"
@@ -78,7 +80,7 @@ def _observe(args: argparse.Namespace) -> int:
         if state.router is None:
             raise TrafficForecastError("--wait: nothing is deployed here (make deploy)")
         router = f"http://{state.router.host}:{state.router.port}"
-        live = _wait_for(router, written.head, WAIT_S)
+        live = wait_for_revision(router, written.head, WAIT_S)
         origin, last = live["origin"], live["last_observed"]
         print(f"{router} now forecasts from {origin} (last observed {last})")
     return 0

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -274,17 +272,7 @@ def _retire_pid_file(state_dir: Path, colour: str) -> Path:
 
 def cancel_retire(state_dir: Path, colour: str) -> None:
     """Stop a pending ``retire`` of ``colour``, if one waits (its pid file says which)."""
-    path = _retire_pid_file(state_dir, colour)
-    if not path.is_file():
-        return
-    pid = int(path.read_text(encoding="utf-8"))
-    path.unlink()
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    # Only that process: a pid the kernel has given to another process since is left alone.
-    if slots.alive(pid) and cmdline.is_file() and b"\0retire\0" in cmdline.read_bytes():
-        os.kill(pid, signal.SIGTERM)
-        if pid in detached.CHILDREN:
-            detached.CHILDREN.pop(pid).wait(timeout=10)
+    slots.stop_recorded(_retire_pid_file(state_dir, colour), "retire")
 
 
 def _schedule_retire(colour: str, bento: str, cfg: DeployConfig, state_dir: Path) -> None:

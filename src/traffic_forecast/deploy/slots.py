@@ -220,6 +220,23 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def stop_recorded(pid_file: Path, word: str) -> None:
+    """SIGTERM the process ``pid_file`` names, if it still runs with ``word`` in its command.
+
+    The file is removed. A pid the kernel has given to another process since is left alone:
+    only a command line holding ``word`` as an argument is ours (``retire``, ``guard``).
+    """
+    if not pid_file.is_file():
+        return
+    pid = int(pid_file.read_text(encoding="utf-8"))
+    pid_file.unlink()
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if alive(pid) and cmdline.is_file() and f"\0{word}\0".encode() in cmdline.read_bytes():
+        os.kill(pid, signal.SIGTERM)
+        if pid in detached.CHILDREN:
+            detached.CHILDREN.pop(pid).wait(timeout=10)
+
+
 def _kill_all(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):

@@ -10,7 +10,6 @@ the scheduled workflow ``experiment.yml`` does. ``guard`` is started by ``start`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -18,25 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from traffic_forecast.core import command
-from traffic_forecast.core.config import Config
-from traffic_forecast.core.settings import load_config
-from traffic_forecast.deploy.state import state_dir_of
+from traffic_forecast.deploy.cli import bento_tag, config
 from traffic_forecast.experiment import gitops, run
 
 log = logging.getLogger(__name__)
 EXIT_USAGE = 2
 
 
-def config(overrides: list[str]) -> Config:
-    """The settings, with the deploy state directory a deploy host sets."""
-    cfg = load_config(overrides)
-    state_dir = str(state_dir_of(cfg.deploy.state_dir))
-    return dataclasses.replace(cfg, deploy=dataclasses.replace(cfg.deploy, state_dir=state_dir))
-
-
 def _start(args: argparse.Namespace) -> int:
-    from traffic_forecast.deploy.cli import bento_tag  # noqa: PLC0415 (BentoML: seconds)
-
     cfg = config(args.overrides)
     experiment = run.start(
         bento_tag(args.bento, cfg),

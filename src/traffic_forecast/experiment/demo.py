@@ -28,7 +28,9 @@ from traffic_forecast.core.errors import PipelineInputError
 from traffic_forecast.data.observations import OBSERVATION_COLUMNS, Batch
 from traffic_forecast.data.schemas import TrafficRaw
 from traffic_forecast.data.store import ObservationStore
-from traffic_forecast.deploy import slots
+from traffic_forecast.deploy import rollout, slots
+from traffic_forecast.deploy.cli import bento_tag, config
+from traffic_forecast.deploy.observe import wait_for_revision
 from traffic_forecast.deploy.state import load, observations_url
 from traffic_forecast.experiment import gitops, run
 from traffic_forecast.experiment.analysis import CONTINUE, Analysis
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 CLIENTS_PER_ARM = 2
 CHALLENGER_BENTO = "traffic-forecast-challenger"
 WAIT_S = 30.0  # for a colour to take a new hour from the store (it polls every second)
+POLL_S = 0.05
 # The demo shows the sticky split, and a short design that decides in minutes (the default
 # design runs 7 to 98 days: README, Experiments). ARGS come after and win.
 DEMO_SETTINGS = ("experiment.mode=split", "experiment.min_days=3", "experiment.max_days=5")
@@ -57,9 +60,6 @@ def baseline_as_model(folder: Path) -> None:
 
 def _champion(cfg: Config) -> None:
     """Deploy the newest Bento when nothing healthy is live (a fresh checkout)."""
-    from traffic_forecast.deploy import rollout  # noqa: PLC0415 (with the deploy's imports)
-    from traffic_forecast.deploy.cli import bento_tag  # noqa: PLC0415
-
     state = load(Path(cfg.deploy.state_dir))
     live = state.slots.get(state.live or "")
     if live is None or not slots.healthy(live, state.deployed(cfg.deploy)):
@@ -99,20 +99,6 @@ def _next_hours(cfg: Config, after: pd.Timestamp, count: int) -> pd.Series:
     return hours.astype(float)
 
 
-def _taken(http: httpx.Client, colours: list[str], revision: int) -> None:
-    """Until every colour has taken the store's ``revision`` (each polls the store)."""
-    deadline = time.monotonic() + WAIT_S
-    waiting = list(colours)
-    while waiting:
-        live = http.get(waiting[0] + "/metadata").json().get("live") or {}
-        if int(live.get("revision") or 0) >= revision:
-            waiting.pop(0)
-        elif time.monotonic() > deadline:
-            raise PipelineInputError(f"{waiting[0]} did not take the new hour in {WAIT_S:g} s")
-        else:
-            time.sleep(0.05)
-
-
 class _Feed:
     """Live hours into the store one at a time; after each, forecasts from clients on both arms."""
 
@@ -131,7 +117,8 @@ class _Feed:
         """Store one observed hour; once both colours forecast after it, the clients ask."""
         frame = pd.DataFrame({TrafficRaw.timestamp: [hour], TrafficRaw.target: [value]})
         written = self.store.write(Batch(frame.reindex(columns=list(OBSERVATION_COLUMNS)), "demo"))
-        _taken(self.http, self.colours, written.head)
+        for colour in self.colours:  # each polls the store once a second
+            wait_for_revision(colour, written.head, WAIT_S, poll_s=POLL_S)
         for client in self.clients:
             self.http.post(
                 self.router + "/forecast",
@@ -193,8 +180,6 @@ def demo(cfg: Config) -> Analysis:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from traffic_forecast.experiment.cli import config  # noqa: PLC0415
-
     cfg = config([*DEMO_SETTINGS, *args.overrides])
     result = demo(cfg)
     print(f"decision: {result.verdict.decision} ({result.verdict.reason})")

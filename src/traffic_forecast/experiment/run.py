@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -224,19 +222,7 @@ def _start_guard(state_dir: Path, experiment: Experiment, cfg: DeployConfig) -> 
 
 
 def _stop_guard(state_dir: Path) -> None:
-    path = state_dir / GUARD_PID
-    if not path.is_file():
-        return
-    pid = int(path.read_text(encoding="utf-8"))
-    path.unlink()
-    if pid == os.getpid():
-        return  # the guard itself, ending the experiment on a breach
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    # Only that process: a pid the kernel has given to another process since is left alone.
-    if slots.alive(pid) and cmdline.is_file() and b"\0guard\0" in cmdline.read_bytes():
-        os.kill(pid, signal.SIGTERM)
-        if pid in detached.CHILDREN:
-            detached.CHILDREN.pop(pid).wait(timeout=10)
+    slots.stop_recorded(state_dir / GUARD_PID, "guard")
 
 
 def _read(url: str) -> guardrails.Counters:
