@@ -21,7 +21,7 @@ import pytest
 from tests.deploy.bentos import custom_bento, seasonal_naive, without_capacity
 from tests.deploy.load import Loads
 from tests.packaged import Packaged
-from tests.serving.server import free_port
+from tests.serving.server import on_free_ports
 from traffic_forecast.core.config import Config
 from traffic_forecast.deploy import cli as deploy_cli
 from traffic_forecast.deploy import rollout, slots
@@ -69,12 +69,9 @@ def bentos(packaged: Packaged, tmp_path_factory: pytest.TempPathFactory) -> Bent
 @pytest.fixture(scope="module")
 def cfg(base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
     root = tmp_path_factory.mktemp("deploy")
-    deploy = dataclasses.replace(
+    deploy = on_free_ports(
         base_config.deploy,
         state_dir=str(root / "state"),
-        router_port=free_port(),
-        blue_port=free_port(),
-        green_port=free_port(),
         ready_timeout_s=90,
         rollback_window_s=900,  # the tests retire colours themselves
         stop_timeout_s=20,
@@ -134,9 +131,7 @@ def test_gate_check_runs_the_gates_against_urls(
 def test_the_state_records_where_the_router_listens(blue_live: Config, bentos: Bentos) -> None:
     # Another config (ports changed since the deploy, or a make target without ARGS) still
     # talks to what runs: the address recorded in state.json.
-    elsewhere = dataclasses.replace(
-        blue_live.deploy, router_port=free_port(), blue_port=free_port(), green_port=free_port()
-    )
+    elsewhere = on_free_ports(blue_live.deploy)
     moved = dataclasses.replace(blue_live, deploy=elsewhere)
     state = load(Path(blue_live.deploy.state_dir))
     assert state.router == RouterAddress(blue_live.deploy.host, blue_live.deploy.router_port)

@@ -10,7 +10,6 @@ import http.client
 import http.server
 import json
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +17,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.deploy.colours import StandInColour, stand_ins
 from tests.deploy.load import Load, Loads
-from tests.serving.server import free_port
+from tests.serving.server import on_free_ports
 from traffic_forecast.core.config import DeployConfig
 from traffic_forecast.deploy import detached, slots
 from traffic_forecast.deploy.router import Route, Router, commands, info_field, render
@@ -96,63 +96,25 @@ def test_a_config_haproxy_refuses_never_replaces_the_live_one(tmp_path: Path) ->
 # --- a real HAProxy, switched at run time ----------------------------------------------------
 
 
-class _Colour(http.server.ThreadingHTTPServer):
-    """A stand-in colour: answers every POST with its name as the model version."""
-
-    daemon_threads = True
-
-    def __init__(self, name: str, port: int) -> None:
-        self.name, self.bodies = name, list[bytes]()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                server.bodies.append(body)
-                self.do_GET()
-
-            def do_GET(self) -> None:
-                answer = json.dumps({"colour": server.name}).encode()
-                self.send_response(200)
-                self.send_header(VERSION_HEADER, server.name)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        server = self
-        super().__init__(("127.0.0.1", port), Handler)
-        self.handle_error = lambda *_: None  # type: ignore[method-assign]  # a client gone
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
 @dataclasses.dataclass(frozen=True)
 class Routed:
     """A router in front of the two stand-in colours."""
 
     router: Router
-    colours: dict[str, _Colour]
+    colours: dict[str, StandInColour]
 
 
 @pytest.fixture
 def routed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Routed]:
     # As on a self-hosted runner: what the router leaves running must not carry the job's id.
     monkeypatch.setenv("RUNNER_TRACKING_ID", "github_test-job")
-    cfg = dataclasses.replace(
-        CFG, router_port=free_port(), blue_port=free_port(), green_port=free_port()
-    )
-    colours = {"blue": _Colour("blue", cfg.blue_port), "green": _Colour("green", cfg.green_port)}
+    cfg = on_free_ports(CFG)
     router = Router(cfg, tmp_path)
-    try:
-        yield Routed(router, colours)
-    finally:
-        router.stop()
-        for colour in colours.values():
-            colour.shutdown()
-            colour.server_close()
+    with stand_ins(cfg) as colours:
+        try:
+            yield Routed(router, colours)
+        finally:
+            router.stop()
 
 
 def _post(url: str, body: str) -> str | None:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.deploy.bentos import custom_bento, seasonal_naive, without_capacity
 from tests.packaged import Packaged
-from tests.serving.server import free_port
+from tests.serving.server import on_free_ports
 from traffic_forecast.core.config import Config
 from traffic_forecast.data.schemas import TrafficRaw
 from traffic_forecast.deploy import checks, rollout, slots
@@ -61,12 +61,9 @@ def deployed(
     base_config: Config, bentos: Bentos, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Config]:
     root = tmp_path_factory.mktemp("experiment")
-    deploy = dataclasses.replace(
+    deploy = on_free_ports(
         base_config.deploy,
         state_dir=str(root / "state"),
-        router_port=free_port(),
-        blue_port=free_port(),
-        green_port=free_port(),
         ready_timeout_s=90,
         stop_timeout_s=20,
     )

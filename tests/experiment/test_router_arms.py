@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import http.server
-import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.colours import StandInColour, stand_ins
 from tests.deploy.test_router import CFG, live_router
-from tests.serving.server import free_port
+from tests.serving.server import on_free_ports
 from traffic_forecast.core.config import ExperimentConfig
 from traffic_forecast.deploy.router import Arms, Route, Router, commands, render
 from traffic_forecast.experiment.assignment import arm_of
@@ -29,38 +28,6 @@ from traffic_forecast.serving.guard import ARM_HEADER, EXPERIMENT_HEADER
 
 SPLIT = ExperimentConfig(mode="split", share=0.3)
 ARMS = Arms("exp-test", "blue", "green", "split", SPLIT.share, SPLIT.client_header)
-
-
-class _Colour(http.server.ThreadingHTTPServer):
-    """A stand-in colour: answers with its name, keeps the experiment headers it was sent."""
-
-    daemon_threads = True
-
-    def __init__(self, name: str, port: int) -> None:
-        self.name, self.tags = name, list[tuple[str | None, str | None]]()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms wait
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                server.tags.append(
-                    (self.headers.get(EXPERIMENT_HEADER), self.headers.get(ARM_HEADER))
-                )
-                answer = json.dumps({"colour": server.name}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        server = self
-        super().__init__(("127.0.0.1", port), Handler)
-        self.handle_error = lambda *_: None  # type: ignore[method-assign]  # a client gone
-        threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
 OPEN: list[http.client.HTTPConnection] = []
@@ -71,27 +38,20 @@ class Deployment:
     """A router in front of the two stand-in colours."""
 
     router: Router
-    colours: dict[str, _Colour]
+    colours: dict[str, StandInColour]
 
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    cfg = dataclasses.replace(
-        CFG, router_port=free_port(), blue_port=free_port(), green_port=free_port()
-    )
-    colours = {
-        c: _Colour(c, cfg.blue_port if c == "blue" else cfg.green_port) for c in ("blue", "green")
-    }
+    cfg = on_free_ports(CFG)
     router = Router(cfg, tmp_path)
-    try:
-        yield Deployment(router, colours)
-    finally:
-        while OPEN:
-            OPEN.pop().close()
-        router.stop()
-        for colour in colours.values():
-            colour.shutdown()
-            colour.server_close()
+    with stand_ins(cfg) as colours:
+        try:
+            yield Deployment(router, colours)
+        finally:
+            while OPEN:
+                OPEN.pop().close()
+            router.stop()
 
 
 class Client:
@@ -181,8 +141,7 @@ def test_a_challenger_that_is_down_is_passed_over_and_labelled_honestly(
 ) -> None:
     router = deployment.router
     router.apply(Route({"blue": 100}, arms=ARMS))
-    deployment.colours["green"].shutdown()
-    deployment.colours["green"].server_close()
+    deployment.colours["green"].stop()
     challenger = next(
         k for k in (f"c{i}" for i in range(100)) if arm_of(k, "exp-test", SPLIT) == "challenger"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -12,10 +13,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.conftest import REPO_ROOT
+from traffic_forecast.core.config import DeployConfig
 
 STARTUP_SECONDS = 90
 
@@ -25,6 +28,12 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def on_free_ports(cfg: DeployConfig, **changes: Any) -> DeployConfig:
+    """``cfg`` with the router and both colours on free loopback ports, and ``changes``."""
+    ports = {"router_port": free_port(), "blue_port": free_port(), "green_port": free_port()}
+    return dataclasses.replace(cfg, **ports, **changes)
 
 
 def serve_env(model_tag: str, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO_ROOT
-from tests.repos import GIT_IDENTITY, git
+from tests.repos import GIT_IDENTITY, git, working_tree_repository
 
 STANDINS = Path(__file__).parent / "standins"
 ACT = Path(sys.executable).parent / "act"
@@ -272,3 +272,36 @@ def clone_for_act(origin: Path, path: Path, branch: str) -> Path:
     # act derives github.repository from origin's URL (the checkout stand-in clones `origin`).
     git(path, "remote", "set-url", "origin", f"https://github.com/{REPOSITORY}.git")
     return path
+
+
+def project(repo: Path, *args: str) -> str:
+    """The project's CLI or DVC (``python -m …``) in ``repo``, running ``repo``'s own code.
+
+    Its output; a failed command fails the test, with its output's tail.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=repo,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(repo / "src"),
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+            "DVC_NO_ANALYTICS": "1",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"{args}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    return done.stdout
+
+
+def origin_with_dvc_remote(root: Path) -> Path:
+    """The working tree as ``root/origin``, committed, with a DVC remote of its own.
+
+    The remote is ``root/dvc-remote`` (empty: the first ``data`` regenerates and pushes).
+    """
+    origin = working_tree_repository(root / "origin")
+    project(origin, "dvc", "remote", "modify", "storage", "url", str(root / "dvc-remote"))
+    git(origin, "commit", "--quiet", "-am", "a DVC remote for this test")
+    return origin

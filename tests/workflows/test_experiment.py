@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +20,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.repos import git, working_tree_repository
-from tests.workflows.act import REPOSITORY, ActRun, clone_for_act, run_workflow
+from tests.repos import git
+from tests.workflows.act import (
+    REPOSITORY,
+    ActRun,
+    clone_for_act,
+    origin_with_dvc_remote,
+    project,
+    run_workflow,
+)
 from traffic_forecast.core.config import ExperimentConfig
 from traffic_forecast.data.observations import OBSERVATION_COLUMNS, Batch
 from traffic_forecast.data.simulate import SimulationConfig, simulate
@@ -44,24 +48,6 @@ DAYS = 9  # past min_days (7): the daily look may decide
 # Relative error of each arm's forecasts: the challenger's is a fifth of the champion's.
 NOISE = {CHAMPION: 0.2, CHALLENGER: 0.04}
 COLOURS = {CHAMPION: "blue", CHALLENGER: "green"}
-
-
-def _project(repo: Path, *args: str) -> None:
-    """The project's CLI or DVC in ``repo``, running ``repo``'s own code."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(repo / "src"),
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _next_quarter() -> pd.Series:
@@ -136,10 +122,8 @@ class Scheduled:
 @pytest.fixture(scope="module")
 def scheduled(tmp_path_factory: pytest.TempPathFactory) -> Scheduled:
     root = tmp_path_factory.mktemp("experiment")
-    origin = working_tree_repository(root / "origin")
-    _project(origin, "dvc", "remote", "modify", "storage", "url", str(root / "dvc-remote"))
-    git(origin, "commit", "--quiet", "-am", "a DVC remote for this test")
-    _project(origin, "traffic_forecast.cli", "data")  # regenerates data/raw, pushes it
+    origin = origin_with_dvc_remote(root)
+    project(origin, "traffic_forecast.cli", "data")  # regenerates data/raw, pushes it
     git(origin, "branch", "release")
     # The challenger's pull request: its branch and commit (the Bento's lineage names it).
     git(origin, "checkout", "--quiet", "-b", "challenger")

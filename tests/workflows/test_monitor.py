@@ -9,16 +9,20 @@ open the pull request; the CML stand-in commits what it was given on the branch 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.repos import git, working_tree_repository
-from tests.workflows.act import REPOSITORY, ActRun, clone_for_act, run_workflow
+from tests.repos import git
+from tests.workflows.act import (
+    REPOSITORY,
+    ActRun,
+    clone_for_act,
+    origin_with_dvc_remote,
+    project,
+    run_workflow,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.workflow]
 
@@ -27,24 +31,10 @@ MONITOR_STEP = "Monitor (fails on a breached threshold)"
 PROPOSED = {"data.dvc", "dvc.lock", "params.yaml", "conf/data/example.yaml", "reports/metrics.json"}
 
 
-def _project(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The project's CLI or DVC in ``repo``, running ``repo``'s own code."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(repo / "src"),
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-    }
-    command = [sys.executable, "-m", *args]
-    return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
-
-
 @pytest.fixture(scope="module")
 def scheduled_run(tmp_path_factory: pytest.TempPathFactory) -> ActRun:
     root = tmp_path_factory.mktemp("monitor")
-    origin = working_tree_repository(root / "origin")
-    done = _project(origin, "dvc", "remote", "modify", "storage", "url", str(root / "dvc-remote"))
-    assert done.returncode == 0, done.stderr
-    git(origin, "commit", "--quiet", "-am", "a DVC remote for this test")
+    origin = origin_with_dvc_remote(root)
     checkout = clone_for_act(origin, root / "checkout", "main")
     event = {"schedule": "23 5 * * 1", "repository": {"full_name": REPOSITORY}}
     return run_workflow(checkout, origin, WORKFLOW, "schedule", event, scratch=root / "act")
@@ -94,5 +84,4 @@ def test_the_proposed_commit_records_its_data_and_a_current_lock(scheduled_run: 
     assert "live_stream" in git(workspace, "show", "HEAD:conf/data/example.yaml")
     assert "data.dvc" in git(workspace, "show", "--name-only", "--format=", "HEAD").split()
     # What the release will check: dvc.lock records this commit's code, params and data.
-    done = _project(workspace, "traffic_forecast.cli", "check-lock")
-    assert done.returncode == 0, done.stdout + done.stderr
+    project(workspace, "traffic_forecast.cli", "check-lock")

@@ -9,16 +9,20 @@ stand-in records the comment it was asked to post.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.repos import git, working_tree_repository
-from tests.workflows.act import ActRun, clone_for_act, pull_request_event, run_workflow
+from tests.repos import git
+from tests.workflows.act import (
+    ActRun,
+    clone_for_act,
+    origin_with_dvc_remote,
+    project,
+    pull_request_event,
+    run_workflow,
+)
 
 pytestmark = [pytest.mark.serial, pytest.mark.workflow]
 
@@ -28,26 +32,6 @@ LAGS_KEY = "model.forecaster.steps[3].forecaster.lags"
 MODEL_CONF = Path("conf/model/gradient_boosting.yaml")
 TRAFFIC = Path("data/raw/traffic.csv")
 BAD_LINE = 100  # CSV line (header = 1) whose session count the bad-data PR makes negative
-
-
-def _project(repo: Path, *args: str) -> str:
-    """The project's CLI or DVC in ``repo``, running ``repo``'s own code."""
-    venv_bin = str(Path(sys.executable).parent)
-    done = subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=repo,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(repo / "src"),
-            "PATH": os.pathsep.join([venv_bin, os.environ["PATH"]]),
-            "DVC_NO_ANALYTICS": "1",
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, f"{args}: {done.stderr[-2000:]}"
-    return done.stdout
 
 
 @dataclass(frozen=True)
@@ -62,21 +46,18 @@ class PullRequests:
 @pytest.fixture(scope="module")
 def pull_requests(tmp_path_factory: pytest.TempPathFactory) -> PullRequests:
     root = tmp_path_factory.mktemp("pr-loop")
-    origin = working_tree_repository(root / "origin")
-    remote = root / "dvc-remote"
-    _project(origin, "dvc", "remote", "modify", "storage", "url", str(remote))
-    git(origin, "commit", "--quiet", "-am", "a DVC remote for this test")
+    origin, remote = origin_with_dvc_remote(root), root / "dvc-remote"
 
     git(origin, "checkout", "--quiet", "-b", "pr-lags")
     conf = origin / MODEL_CONF
     text = conf.read_text(encoding="utf-8")
     assert "        lags: 24\n" in text
     conf.write_text(text.replace("        lags: 24\n", "        lags: 2\n"), encoding="utf-8")
-    _project(origin, "traffic_forecast.cli", "params")
+    project(origin, "traffic_forecast.cli", "params")
     git(origin, "commit", "--quiet", "-am", "model: AR(2) errors instead of AR(24)")
 
     git(origin, "checkout", "--quiet", "main")
-    _project(origin, "traffic_forecast.cli", "data")  # regenerates data/raw, pushes it
+    project(origin, "traffic_forecast.cli", "data")  # regenerates data/raw, pushes it
     git(origin, "checkout", "--quiet", "-b", "pr-bad-data")
     traffic = origin / TRAFFIC
     lines = traffic.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -84,8 +65,8 @@ def pull_requests(tmp_path_factory: pytest.TempPathFactory) -> PullRequests:
     lines[BAD_LINE - 1] = f"{stamp},-5\n"
     traffic.unlink()  # never write through a link into the DVC cache
     traffic.write_text("".join(lines), encoding="utf-8")
-    _project(origin, "dvc", "commit", "--force", "data.dvc")
-    _project(origin, "dvc", "push", "data.dvc")
+    project(origin, "dvc", "commit", "--force", "data.dvc")
+    project(origin, "dvc", "push", "data.dvc")
     git(origin, "commit", "--quiet", "-am", "data: a new version (with a bad row)")
     git(origin, "checkout", "--quiet", "main")
     return PullRequests(origin, remote, root)

@@ -14,7 +14,6 @@ import dataclasses
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 
 from tests.repos import git, working_tree_repository
 from tests.serving.server import free_port
-from tests.workflows.act import REPOSITORY, ActRun, clone_for_act, run_workflow
+from tests.workflows.act import REPOSITORY, ActRun, clone_for_act, project, run_workflow
 from traffic_forecast.core.config import Config
 from traffic_forecast.deploy import rollout
 from traffic_forecast.serving.guard import VERSION_HEADER
@@ -34,19 +33,6 @@ WORKFLOW = "release.yml"
 ROLLBACK = "rollback.yml"
 DEPLOY_CONF = Path("conf/deploy/default.yaml")
 REFUSED = "refused: production deploys and rolls back from refs/heads/release only"
-
-
-def _project(repo: Path, *args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +70,7 @@ class Release:
 def release(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> Iterator[Release]:
     root = tmp_path_factory.mktemp("release")
     origin = working_tree_repository(root / "origin")
-    _project(origin, "dvc", "remote", "modify", "storage", "url", str(root / "dvc-remote"))
+    project(origin, "dvc", "remote", "modify", "storage", "url", str(root / "dvc-remote"))
     ports = {"router_port": free_port(), "blue_port": free_port(), "green_port": free_port()}
     conf = origin / DEPLOY_CONF
     text = conf.read_text(encoding="utf-8")
@@ -92,7 +78,7 @@ def release(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> It
         text, found = re.subn(rf"^{key}: \d+", f"{key}: {port}", text, flags=re.MULTILINE)
         assert found == 1, key
     conf.write_text(text, encoding="utf-8")
-    _project(origin, "traffic_forecast.cli", "params")
+    project(origin, "traffic_forecast.cli", "params")
     git(origin, "commit", "--quiet", "-am", "a DVC remote and deploy ports for this test")
     git(origin, "branch", "release")
     checkout = clone_for_act(origin, root / "checkout", "release")
