@@ -342,20 +342,33 @@ experiment-promote: install ## On a "promote" decision: a PR into release from t
 k8s: install ## Write the Argo Rollouts blue/green manifests (deploy/kubernetes/) from conf/deploy
 	$(TF) k8s --out deploy/kubernetes/traffic-forecast.yaml $(ARGS)
 
+# Alerts as code (README, Alerts): the rules in deploy/prometheus/, a local Prometheus on them.
+.PHONY: observe observe-status observe-stop alerts
+observe: $(DEPLOY_NEEDS) system-deps ## A local Prometheus on the deployment and the alert rules (conf/prometheus)
+	$(DEPLOY_TF) prometheus start $(ARGS)
+observe-status: $(DEPLOY_NEEDS) ## What the local Prometheus scrapes, and the alerts pending or firing (JSON)
+	$(DEPLOY_TF) prometheus status $(ARGS)
+observe-stop: $(DEPLOY_NEEDS) ## Stop the local Prometheus (make undeploy stops it too)
+	$(DEPLOY_TF) prometheus stop $(ARGS)
+alerts: install ## After editing deploy/prometheus/rules.yml: the PrometheusRule and Grafana dashboard
+	$(TF) alerts
+
 .PHONY: bento-export
 bento-export: repro ## Build the Bento and export it to build/traffic-forecast.bento (release)
 	$(TF) bento --export build/traffic-forecast.bento $(ARGS)
 
 # Debian packages the tests and benchmarks start themselves: HAProxy (the blue/green router),
-# wrk (load) and PostgreSQL (the shared store of live actuals, whose binaries are off PATH, in
-# /usr/lib/postgresql/<version>/bin). Installed with apt-get when missing (as root, or through
+# wrk (load), PostgreSQL (the shared store of live actuals, whose binaries are off PATH, in
+# /usr/lib/postgresql/<version>/bin) and Prometheus (promtool, and `make observe`). Installed with apt-get when missing (as root, or through
 # sudo). A production host has them already: its deploy installs nothing.
 .PHONY: system-deps
-system-deps: ## Install the Debian packages the tests start (haproxy, wrk, postgresql, java) if missing
+system-deps: ## Install the Debian packages the tests start (haproxy, wrk, postgresql, java, prometheus) if missing
 	@missing=""; \
 	{ test -x /usr/sbin/haproxy || command -v haproxy >/dev/null; } || missing="$$missing haproxy"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
+	{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || \
+		missing="$$missing prometheus"; \
 	{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_ctl >/dev/null; } || \
 		missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
@@ -389,12 +402,14 @@ test-fast: install system-deps ## Run the tests that start no server and no work
 	$(PYTEST) -n 2 --dist loadscope -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: install ## ruff, mypy (strict on src/), zizmor and actionlint on the workflows
+lint: install system-deps ## ruff, mypy (strict on src/), zizmor, actionlint, promtool check rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/zizmor --offline .github/workflows
 	$(BIN)/actionlint
+	promtool check rules deploy/prometheus/rules.yml
+	$(TF) alerts --check
 
 .PHONY: format
 format: install ## Format and auto-fix with ruff

@@ -50,10 +50,11 @@ class Run:
 
 @dataclass(frozen=True)
 class Checkout:
-    """The checkout and the router port its config names."""
+    """The checkout, and the router's URL and Prometheus's port its config names."""
 
     repo: Path
     router: str
+    prometheus_port: int
 
     def env(self) -> dict[str, str]:
         """A user's environment: the Makefile's own store and state directory, this code."""
@@ -91,6 +92,11 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Checkout]:
     for key, port in ports.items():
         text = re.sub(rf"^{key}: \d+", f"{key}: {port}", text, flags=re.MULTILINE)
     deploy_conf.write_text(text, encoding="utf-8")
+    prometheus_conf = repo / "conf" / "prometheus" / "local.yaml"
+    text = prometheus_conf.read_text(encoding="utf-8")
+    prometheus_port = free_port()
+    text = re.sub(r"^port: \d+", f"port: {prometheus_port}", text, flags=re.MULTILINE)
+    prometheus_conf.write_text(text, encoding="utf-8")
     git(repo, "commit", "--quiet", "-am", "ports of this machine")
     subprocess.run(  # a remote of its own (.dvc/config.local, not committed)
         [sys.executable, "-m", "dvc", "remote", "modify", "--local", "storage", "url",
@@ -101,7 +107,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Checkout]:
         if (REPO_ROOT / folder).exists():
             (repo / folder).symlink_to(REPO_ROOT / folder)
     (repo / ".venv" / ".installed").touch()
-    made = Checkout(repo, f"http://127.0.0.1:{ports['router_port']}")
+    made = Checkout(repo, f"http://127.0.0.1:{ports['router_port']}", prometheus_port)
     yield made
     made.run("make undeploy", check=False)
 
@@ -192,7 +198,19 @@ def test_the_release_commands_of_the_readme(checkout: Checkout, second_demo: Run
     assert "forecasts from 2025-07-03T01:00:00" in verified  # the new colour started current
     rolled = checkout.run("make rollback")
     assert "rollback: blue serves" in rolled.output, rolled.tail()
-    checkout.run("make undeploy")
+    # Alerts: a local Prometheus on what runs, the derived files rewritten as committed.
+    observed = checkout.run("make observe")
+    assert f"prometheus: http://127.0.0.1:{checkout.prometheus_port}" in observed.output
+    status_json = checkout.run("make observe-status").output
+    scraped = json.loads(status_json[status_json.index("{") :])
+    slots_scraped = {t["colour"] for t in scraped["targets"] if t["job"] == "traffic-forecast"}
+    deployed_slots = json.loads((checkout.repo / ".deploy" / "state.json").read_text())["slots"]
+    assert slots_scraped == set(deployed_slots) >= {"blue"}
+    assert "stopped" in checkout.run("make observe-stop").output
+    checkout.run("make observe")  # again, on its data folder
+    checkout.run("make alerts")
+    undeployed = checkout.run("make undeploy")
+    assert "stopped the local prometheus" in undeployed.output
     with pytest.raises(httpx.TransportError):
         httpx.get(checkout.router + "/readyz", timeout=2)
     assert checkout.status() == ""

@@ -71,6 +71,14 @@ COMMANDS = {
     "observe": ("traffic_forecast.deploy.observe", "store observed hours from a CSV file"),
     "gate-check": ("traffic_forecast.deploy.cli:gate_check_main", "the deploy gates on given URLs"),
     "k8s": ("traffic_forecast.deploy.kubernetes", "Argo Rollouts blue/green manifests"),
+    "prometheus": (
+        "traffic_forecast.deploy.cli:prometheus_main",
+        "a local Prometheus on the deployment, with the alerts",
+    ),
+    "alerts": (
+        "traffic_forecast.deploy.alerts",
+        "PrometheusRule, Grafana dashboard, README table from the rules",
+    ),
     # watching the model
     "actuals": ("traffic_forecast.monitor.demo:actuals_main", "fill monitor.actuals_dir"),
     "monitor": ("traffic_forecast.monitor.watch", "drift and decay of the served model"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -10,6 +11,9 @@ import pytest
 
 from traffic_forecast.core.config import DeployConfig
 from traffic_forecast.deploy.state import (
+    ROUTER_TARGETS,
+    SCRAPE_DIR,
+    SLOT_TARGETS,
     DeployError,
     RouterAddress,
     Slot,
@@ -92,3 +96,40 @@ def test_the_recorded_router_address_wins_over_the_config() -> None:
         state.deployed(configured, for_deploy=True)
     assert state.deployed(DeployConfig(router_port=8080), for_deploy=True).router_port == 8080
     assert State().deployed(configured, for_deploy=True) is configured  # nothing recorded yet
+
+
+def test_every_state_writes_the_targets_prometheus_scrapes(tmp_path: Path) -> None:
+    """Each slot labelled by colour and model version, and by arm while an experiment runs."""
+    state = State(
+        "blue",
+        {
+            "blue": Slot("tf:b1", "tf:m1", 3001, 41, 1.0),
+            "green": Slot("tf:b2", "tf:m2", 3002, 42, 2.0),
+        },
+        router=RouterAddress("127.0.0.1", 8080),
+    )
+    save(tmp_path, state)
+    scrape = tmp_path / SCRAPE_DIR
+    assert json.loads((scrape / SLOT_TARGETS).read_text()) == [
+        {"targets": ["127.0.0.1:3001"], "labels": {"colour": "blue", "model_version": "tf:m1"}},
+        {"targets": ["127.0.0.1:3002"], "labels": {"colour": "green", "model_version": "tf:m2"}},
+    ]
+    assert json.loads((scrape / ROUTER_TARGETS).read_text()) == [
+        {"targets": ["127.0.0.1:8080"], "labels": {}}
+    ]
+    state.experiment = {
+        "id": "exp-1",
+        "status": "running",
+        "champion": {"colour": "blue"},
+        "challenger": {"colour": "green"},
+    }
+    save(tmp_path, state)
+    arms = [t["labels"].get("arm") for t in json.loads((scrape / SLOT_TARGETS).read_text())]
+    assert arms == ["champion", "challenger"]
+    state.experiment["status"] = "ended"  # kept for its analysis, no arm any more
+    state.slots.pop("green")
+    state.router = None  # undeployed: nothing left to scrape
+    state.slots.clear()
+    save(tmp_path, state)
+    assert json.loads((scrape / SLOT_TARGETS).read_text()) == []
+    assert json.loads((scrape / ROUTER_TARGETS).read_text()) == []

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -22,10 +23,10 @@ import pytest
 
 from tests.deploy.bentos import custom_bento, seasonal_naive, without_capacity
 from tests.packaged import Packaged
-from tests.serving.server import on_free_ports
+from tests.serving.server import free_port, on_free_ports
 from traffic_forecast.core.config import Config
 from traffic_forecast.data.schemas import TrafficRaw
-from traffic_forecast.deploy import checks, rollout, slots
+from traffic_forecast.deploy import checks, prometheus, rollout, slots
 from traffic_forecast.deploy.state import DeployError, load
 from traffic_forecast.experiment import demo, run
 from traffic_forecast.experiment.record import CHALLENGER, CHAMPION, ENDED, STOPPED
@@ -251,6 +252,88 @@ def test_a_challenger_returning_errors_is_cut_off_and_nothing_is_lost(
         f"first, champion alone {ended.ended_at - found:.1f} s later; {len(champion)} champion "
         "answers, all logged"
     )
+
+
+def _api(base: str, path: str, **params: str) -> Any:
+    answer = httpx.get(f"{base}/api/v1/{path}", params=params, timeout=5).json()
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def _slot_targets(base: str) -> list[dict[str, str]]:
+    targets = _api(base, "targets", state="active")["activeTargets"]
+    return [t["labels"] | {"health": t["health"]} for t in targets]
+
+
+def test_prometheus_scrapes_both_arms_and_an_alert_goes_pending(
+    deployed: Config, bentos: Bentos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make observe` for real: Debian's Prometheus on the deployment, an A/B with errors."""
+    never = dataclasses.replace(deployed.experiment.guardrails, check_interval_s=3600)
+    cfg = dataclasses.replace(
+        deployed,
+        experiment=dataclasses.replace(
+            deployed.experiment, mode="split", share=0.5, guardrails=never
+        ),
+        prometheus=dataclasses.replace(
+            deployed.prometheus, port=free_port(), scrape_interval_s=1, evaluation_interval_s=1
+        ),
+    )
+    monkeypatch.setattr(checks, "smoke", lambda *_: {})  # its /capacity answers 503: the errors
+    started = time.monotonic()
+    base = prometheus.start(cfg)
+    try:
+        experiment = run.start(bentos.no_capacity, cfg, experiment_id="exp-observed")
+        wanted = {"TrafficForecastErrorRate", "TrafficForecastChallengerErrorRate"}
+        with Clients(_router(cfg)):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                alerts = {a["labels"]["alertname"]: a for a in _api(base, "alerts")["alerts"]}
+                if wanted <= set(alerts):
+                    break
+                time.sleep(0.5)
+        alerted = time.monotonic() - started
+        assert wanted <= set(alerts), alerts
+        assert {alerts[name]["state"] for name in wanted} <= {"pending", "firing"}
+        assert alerts["TrafficForecastChallengerErrorRate"]["labels"]["model_version"] == (
+            experiment.challenger.model
+        )
+        # Each slot labelled by colour, model version and arm; the router too; all scraped.
+        targets = _slot_targets(base)
+        assert {t["health"] for t in targets} == {"up"}
+        assert {
+            (t["job"], t.get("colour"), t.get("model_version"), t.get("arm")) for t in targets
+        } == {
+            ("traffic-forecast", "blue", experiment.champion.model, CHAMPION),
+            ("traffic-forecast", "green", experiment.challenger.model, CHALLENGER),
+            ("traffic-forecast-router", None, None, None),
+        }
+        # The series arrived: the challenger's errors, the champion's answers, by arm.
+        counted = {
+            (r["metric"]["arm"], r["metric"]["outcome"]): float(r["value"][1])
+            for r in _api(
+                base,
+                "query",
+                query="sum by (arm, outcome) (traffic_forecast_requests_total{arm!=''})",
+            )["result"]
+        }
+        assert counted[(CHALLENGER, "error")] > 0
+        assert counted[(CHAMPION, "ok")] > 0
+        assert (CHAMPION, "error") not in counted
+        # The experiment ends: Prometheus follows the deployment's targets without a reload.
+        run.stop(cfg)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            slots_seen = [t for t in _slot_targets(base) if t["job"] == "traffic-forecast"]
+            if [t.get("colour") for t in slots_seen] == ["blue"]:
+                break
+            time.sleep(0.5)
+        assert [(t.get("colour"), t.get("arm")) for t in slots_seen] == [("blue", None)]
+    finally:
+        stopped = prometheus.stop(cfg)
+    assert stopped
+    assert slots.port_free(cfg.prometheus.host, cfg.prometheus.port)
+    print(f"\nprometheus: both alerts pending {alerted:.1f} s after its start")
 
 
 def test_the_demo_runs_to_a_decision_and_writes_the_report(

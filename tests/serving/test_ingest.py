@@ -97,6 +97,10 @@ def test_a_batch_moves_the_forecast_to_the_hour_after_it(
     assert (live["origin"], live["revision"]) == (f"{after:%Y-%m-%dT%H:%M:%S}", 24)
     assert live["data_age_hours"] > 0
     assert _stored(store_path) == 24
+    # The dashboard's observed vs forecast: the newest hour posted, the forecast of the next.
+    assert REGISTRY.get_sample_value("traffic_forecast_observed_sessions") == 1000.0 + 23
+    next_hour = client.post("/forecast", json={"horizon": 1}).json()["forecast"][0]["value"]
+    assert REGISTRY.get_sample_value("traffic_forecast_forecast_sessions") == next_hour
 
 
 def test_resending_is_a_no_op_and_a_new_value_is_a_correction_kept_as_a_revision(

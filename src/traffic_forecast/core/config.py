@@ -519,6 +519,26 @@ class ExperimentConfig:
 
 
 @dataclass
+class PrometheusConfig:
+    """The local Prometheus of `make observe`: the deployment's slots and router, the rules."""
+
+    binary: str = "prometheus"  # Debian's package `prometheus` (`make system-deps`)
+    host: str = "127.0.0.1"  # loopback only
+    port: int = 9091  # not 9090: Debian's own prometheus service takes that one
+    rules: str = "deploy/prometheus/rules.yml"
+    scrape_interval_s: float = 15.0
+    evaluation_interval_s: float = 15.0
+    retention: str = "15d"
+    ready_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.scrape_interval_s <= 0 or self.evaluation_interval_s <= 0:
+            raise ConfigError("prometheus: scrape_interval_s and evaluation_interval_s > 0")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"prometheus.port={self.port}: a TCP port")
+
+
+@dataclass
 class Config:
     """Every setting: the pipeline's (``params.yaml``) and what follows it (``conf/ops.yaml``)."""
 
@@ -540,6 +560,7 @@ class Config:
     observations: ObservationsConfig = field(default_factory=ObservationsConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
 
     def __post_init__(self) -> None:
         if self.baseline.candidates:
@@ -568,6 +589,7 @@ OPS_SECTIONS = (
     "observations",
     "spark",
     "experiment",
+    "prometheus",
 )
 
 

@@ -24,7 +24,7 @@ import httpx
 from traffic_forecast.core import command
 from traffic_forecast.core.config import Config, DeployConfig
 from traffic_forecast.core.settings import load_config
-from traffic_forecast.deploy import rollout
+from traffic_forecast.deploy import prometheus, rollout
 from traffic_forecast.deploy.state import DeployError, state_dir_of
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,11 @@ def _gate_check(args: argparse.Namespace) -> int:
 
 
 def _undeploy(args: argparse.Namespace) -> int:
-    rollout.stop_all(config(args.overrides))
+    cfg = config(args.overrides)
+    rollout.stop_all(cfg)
     print("stopped the router and both colours")
+    if prometheus.stop(cfg):
+        print("stopped the local prometheus (make observe)")
     return 0
 
 
@@ -154,6 +157,18 @@ def _retire(args: argparse.Namespace) -> int:
         args.bento,
         "stopped" if stopped else "kept (live again, or replaced)",
     )
+    return 0
+
+
+def _prometheus(args: argparse.Namespace) -> int:
+    cfg = config(args.overrides)
+    if args.action == "start":
+        base = prometheus.start(cfg)
+        print(f"prometheus: {base}, its alerts at {base}/alerts")
+    elif args.action == "stop":
+        print("prometheus: stopped" if prometheus.stop(cfg) else "prometheus: was not running")
+    else:
+        print(json.dumps(prometheus.status(cfg), indent=2))
     return 0
 
 
@@ -197,8 +212,18 @@ def gate_check_main(argv: list[str] | None = None) -> int:
 
 def undeploy_main(argv: list[str] | None = None) -> int:
     """``traffic-forecast undeploy [overrides…]``."""
-    doc = "Stop the router and both colours (and the retirements waiting out their window)."
+    doc = (
+        "Stop the router and both colours (and the retirements waiting out their window), "
+        "and the local Prometheus of `make observe`."
+    )
     return command.run(command.parser("undeploy", doc), _undeploy, argv)
+
+
+def prometheus_main(argv: list[str] | None = None) -> int:
+    """``traffic-forecast prometheus start|stop|status [overrides…]``."""
+    parser = command.parser("prometheus", prometheus.__doc__)
+    parser.add_argument("action", choices=("start", "stop", "status"))
+    return command.run(parser, _prometheus, argv)
 
 
 def retire_main(argv: list[str] | None = None) -> int:

@@ -224,14 +224,16 @@ def stop_recorded(pid_file: Path, word: str) -> None:
     """SIGTERM the process ``pid_file`` names, if it still runs with ``word`` in its command.
 
     The file is removed. A pid the kernel has given to another process since is left alone:
-    only a command line holding ``word`` as an argument is ours (``retire``, ``guard``).
+    only a command line holding ``word`` as an argument (``retire``, ``guard``), or as its
+    program's name (``prometheus``), is ours.
     """
     if not pid_file.is_file():
         return
     pid = int(pid_file.read_text(encoding="utf-8"))
     pid_file.unlink()
     cmdline = Path(f"/proc/{pid}/cmdline")
-    if alive(pid) and cmdline.is_file() and f"\0{word}\0".encode() in cmdline.read_bytes():
+    args = cmdline.read_bytes().split(b"\0") if alive(pid) and cmdline.is_file() else []
+    if args and (word.encode() in args[1:] or Path(args[0].decode()).name == word):
         os.kill(pid, signal.SIGTERM)
         if pid in detached.CHILDREN:
             detached.CHILDREN.pop(pid).wait(timeout=10)

@@ -30,6 +30,10 @@ LOCK_FILE = "deploy.lock"
 LOCK_POLL_S = 0.1
 HISTORY_KEPT = 50
 STATE_DIR_ENV = "TRAFFIC_FORECAST_DEPLOY_DIR"  # a deploy host keeps its state outside checkouts
+# What Prometheus scrapes (file_sd_configs, re-read when they change): written with every state.
+SCRAPE_DIR = "scrape"
+SLOT_TARGETS = "slots.json"
+ROUTER_TARGETS = "router.json"
 
 
 class DeployError(TrafficForecastError):
@@ -103,6 +107,27 @@ class State:
         """Append an event (deploy, rollback, retire …) to the history."""
         self.history = [*self.history, {"at": round(time.time(), 3), **event}][-HISTORY_KEPT:]
 
+    def slot_targets(self, host: str) -> list[dict[str, Any]]:
+        """Each slot as a Prometheus target, labelled by colour, model version and A/B arm."""
+        arms: dict[str, str] = {}
+        if self.experimenting() and self.experiment is not None:
+            for arm in ("champion", "challenger"):
+                arms[str(self.experiment[arm]["colour"])] = arm
+        return [
+            {
+                "targets": [f"{host}:{slot.port}"],
+                "labels": {"colour": colour, "model_version": slot.model}
+                | ({"arm": arms[colour]} if colour in arms else {}),
+            }
+            for colour, slot in sorted(self.slots.items())
+        ]
+
+    def router_targets(self) -> list[dict[str, Any]]:
+        """The router as a Prometheus target (what clients reach), when it runs."""
+        if self.router is None:
+            return []
+        return [{"targets": [f"{self.router.host}:{self.router.port}"], "labels": {}}]
+
     def last_live(self, before: str) -> dict[str, Any] | None:
         """The deploy that was live before ``before`` took over (for rollback by redeploy)."""
         switches = [
@@ -144,8 +169,13 @@ def load(state_dir: Path) -> State:
 
 
 def save(state_dir: Path, state: State) -> None:
-    """Write the state atomically (a crash leaves the previous file whole)."""
+    """Write the state atomically (a crash leaves the previous file whole), and its targets."""
     write_json_atomic(state_dir / STATE_FILE, asdict(state))
+    # The slots' host: the router's (slots listen beside it), else loopback.
+    host = state.router.host if state.router is not None else "127.0.0.1"
+    (state_dir / SCRAPE_DIR).mkdir(exist_ok=True)
+    write_json_atomic(state_dir / SCRAPE_DIR / SLOT_TARGETS, state.slot_targets(host))
+    write_json_atomic(state_dir / SCRAPE_DIR / ROUTER_TARGETS, state.router_targets())
 
 
 @contextmanager

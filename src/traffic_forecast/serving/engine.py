@@ -236,6 +236,16 @@ class ForecastEngine:
         assert self._model_grids is not None  # conformal whenever not native
         return conformal(point, self._model_grids, coverage)
 
+    @property
+    def last_value(self) -> float:
+        """The target in the last observed hour."""
+        return float(self.state.recent.iloc[-1])
+
+    @property
+    def next_value(self) -> float:
+        """The default forecast of the hour after it."""
+        return float(self._model_point[0])
+
     def default(self, horizon: int, coverage: float) -> Forecast:
         """The default scenario's first ``horizon`` hours at any ``coverage``, from memory."""
         point = self._model_point[:horizon]

@@ -310,7 +310,10 @@ class TrafficForecast:
             freshness.stale_reason,
         )
         self.view = View(engine, freshness, header)
-        telemetry().data_age.set(freshness.age_hours)
+        series = telemetry()
+        series.data_age.set(freshness.age_hours)
+        series.observed.set(engine.last_value)
+        series.forecast_next.set(engine.next_value)
 
     async def store_observations(self, batch: Batch) -> dict[str, Any]:
         """Store ``batch`` (durable once answered), then move the model before answering."""

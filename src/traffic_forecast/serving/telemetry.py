@@ -2,7 +2,7 @@
 
 Created on first use, not at import: BentoML's workers set ``PROMETHEUS_MULTIPROC_DIR`` after
 importing the service module, and prometheus_client must see it when a metric is made.
-Alert thresholds to set on them are in the README (section "Serving").
+The alerts on them are deploy/prometheus/rules.yml (README, section "Alerts").
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class Telemetry:
     out_of_range: Counter
     log_dropped: Counter
     data_age: Gauge
+    observed: Gauge
+    forecast_next: Gauge
     observations: Counter
 
     def served(self, endpoint: str, horizon: int, what_if: bool, mean_level: float) -> None:
@@ -97,6 +99,17 @@ def telemetry() -> Telemetry:
             "traffic_forecast_data_age_hours",
             "Hours since the end of the newest actual the model has seen (alert above "
             "serving.max_data_age_hours)",
+            multiprocess_mode="max",
+        ),
+        observed=Gauge(
+            "traffic_forecast_observed_sessions",
+            "The target in the newest observed hour the model has seen (sessions)",
+            multiprocess_mode="max",
+        ),
+        forecast_next=Gauge(
+            "traffic_forecast_forecast_sessions",
+            "The default forecast of the hour after the newest observed one (sessions): an hour "
+            "later, compare it with traffic_forecast_observed_sessions",
             multiprocess_mode="max",
         ),
         observations=Counter(
