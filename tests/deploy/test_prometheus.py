@@ -5,16 +5,19 @@ promtool accepts it, with the rules, and its jobs read the targets the deploy st
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from traffic_forecast.core.config import PrometheusConfig
+from tests.serving.server import free_port
+from traffic_forecast.core.config import Config, PrometheusConfig
 from traffic_forecast.deploy import prometheus
-from traffic_forecast.deploy.state import RouterAddress, Slot, State, save
+from traffic_forecast.deploy.state import DeployError, RouterAddress, Slot, State, save
 
 
 def test_the_config_promtool_accepts_scrapes_the_deployment_with_the_rules(
@@ -51,3 +54,24 @@ def test_the_config_promtool_accepts_scrapes_the_deployment_with_the_rules(
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 20 rules found" in checked.stdout
+
+
+def test_rules_promtool_refuses_never_reach_prometheus(tmp_path: Path, base_config: Config) -> None:
+    broken = tmp_path / "rules.yml"
+    broken.write_text(
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: rate(x[5m]) >\n",
+        encoding="utf-8",
+    )
+    cfg = dataclasses.replace(
+        base_config,
+        deploy=dataclasses.replace(base_config.deploy, state_dir=str(tmp_path / "state")),
+        prometheus=dataclasses.replace(base_config.prometheus, rules=str(broken), port=free_port()),
+    )
+    with pytest.raises(DeployError, match="promtool check config"):
+        prometheus.start(cfg)
+    folder = tmp_path / "state" / prometheus.FOLDER
+    assert not (folder / "prometheus.yml").exists()
+    assert not (folder / prometheus.PID_FILE).exists()
+    with pytest.raises(DeployError, match="not running"):
+        prometheus.status(cfg)
+    assert prometheus.stop(cfg) is False

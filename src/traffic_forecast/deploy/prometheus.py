@@ -10,16 +10,19 @@ A/B arm, and the router. It evaluates ``deploy/prometheus/rules.yml``; its alert
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 
 from traffic_forecast.core.config import Config, PrometheusConfig
-from traffic_forecast.core.io import write_json_atomic, write_text_atomic
+from traffic_forecast.core.io import write_text_atomic
+from traffic_forecast.core.proc import run_checked
 from traffic_forecast.deploy import detached, slots
 from traffic_forecast.deploy.state import (
     ROUTER_TARGETS,
@@ -69,12 +72,8 @@ def url(cfg: PrometheusConfig) -> str:
     return f"http://{cfg.host}:{cfg.port}"
 
 
-def _pid(folder: Path) -> int | None:
-    pid_file = folder / PID_FILE
-    if not pid_file.is_file():
-        return None
-    pid = int(pid_file.read_text(encoding="utf-8"))
-    return pid if slots.alive(pid) else None
+def _pid(cfg: PrometheusConfig, folder: Path) -> int | None:
+    return slots.recorded(folder / PID_FILE, Path(cfg.binary).name)
 
 
 def start(cfg: Config) -> str:
@@ -87,14 +86,35 @@ def start(cfg: Config) -> str:
     (folder / "data").mkdir(parents=True, exist_ok=True)
     with locked(state_dir, "prometheus start"):
         save(state_dir, load(state_dir))  # the targets of the deployment as it is now
-    write_text_atomic(folder / "prometheus.yml", render(cfg.prometheus, state_dir, rules))
-    pid = _pid(folder)
-    if pid is not None:
-        os.kill(pid, signal.SIGHUP)  # Prometheus re-reads its config and rules
-    else:
+    written = [state_dir / SCRAPE_DIR / name for name in (SLOT_TARGETS, ROUTER_TARGETS)]
+    expected = sum(len(json.loads(path.read_text(encoding="utf-8"))) for path in written)
+    _write_checked(folder / "prometheus.yml", render(cfg.prometheus, state_dir, rules))
+    pid = _pid(cfg.prometheus, folder)
+    if pid is None:
         _launch(cfg.prometheus, folder)
-    _wait_ready(cfg.prometheus, folder)
+    else:
+        try:
+            httpx.get(url(cfg.prometheus) + "/-/ready", timeout=2)
+        except httpx.TransportError:
+            raise DeployError(
+                f"a local prometheus (pid {pid}) runs, but not on {url(cfg.prometheus)}: "
+                "`make observe-stop` first to move it"
+            ) from None
+        os.kill(pid, signal.SIGHUP)  # Prometheus re-reads its config and rules
+    _wait_ready(cfg.prometheus, folder, expected)
     return url(cfg.prometheus)
+
+
+def _write_checked(path: Path, text: str) -> None:
+    """Write the config where Prometheus reads it, once `promtool check config` (rules too) passed.
+
+    A config or rule it refuses never replaces the one in use: a running Prometheus would log
+    the refusal on reload and carry on with the old one, unnoticed.
+    """
+    candidate = path.with_name(path.name + ".new")
+    write_text_atomic(candidate, text)
+    run_checked("promtool", "check", "config", str(candidate), error=DeployError)
+    candidate.replace(path)
 
 
 def _launch(cfg: PrometheusConfig, folder: Path) -> None:
@@ -110,17 +130,18 @@ def _launch(cfg: PrometheusConfig, folder: Path) -> None:
         ],
         folder / LOG_FILE,
     )
-    write_json_atomic(folder / "started.json", {"pid": process.pid, "at": time.time()})
     (folder / PID_FILE).write_text(str(process.pid), encoding="utf-8")
 
 
-def _wait_ready(cfg: PrometheusConfig, folder: Path) -> None:
+def _wait_ready(cfg: PrometheusConfig, folder: Path, targets: int) -> None:
+    """Until Prometheus answers ready and has discovered the deployment's ``targets``."""
     deadline = time.monotonic() + cfg.ready_timeout_s
     while time.monotonic() < deadline:
-        if _pid(folder) is None:
+        if _pid(cfg, folder) is None:
             break
         try:
-            if httpx.get(url(cfg) + "/-/ready", timeout=2).status_code == httpx.codes.OK:
+            ready = httpx.get(url(cfg) + "/-/ready", timeout=2).status_code == httpx.codes.OK
+            if ready and len(_targets(cfg)) == targets:
                 return
         except httpx.TransportError:
             pass
@@ -129,10 +150,16 @@ def _wait_ready(cfg: PrometheusConfig, folder: Path) -> None:
     raise DeployError("prometheus did not become ready:\n" + "\n".join(log))
 
 
+def _targets(cfg: PrometheusConfig) -> list[dict[str, Any]]:
+    answer = httpx.get(url(cfg) + "/api/v1/targets", params={"state": "active"}, timeout=5)
+    found: list[dict[str, Any]] = answer.json()["data"]["activeTargets"]
+    return found
+
+
 def stop(cfg: Config) -> bool:
     """Stop the local Prometheus; False when none ran."""
     folder = state_dir_of(cfg.deploy.state_dir) / FOLDER
-    if _pid(folder) is None:
+    if _pid(cfg.prometheus, folder) is None:
         return False
     slots.stop_recorded(folder / PID_FILE, Path(cfg.prometheus.binary).name)
     return True
@@ -141,7 +168,9 @@ def stop(cfg: Config) -> bool:
 def status(cfg: Config) -> dict[str, object]:
     """What the local Prometheus scrapes and which alerts are pending or firing."""
     base = url(cfg.prometheus)
-    targets = httpx.get(base + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    if _pid(cfg.prometheus, state_dir_of(cfg.deploy.state_dir) / FOLDER) is None:
+        raise DeployError("the local prometheus is not running: `make observe` starts it")
+    targets = _targets(cfg.prometheus)
     alerts = httpx.get(base + "/api/v1/alerts", timeout=5).json()["data"]["alerts"]
     return {
         "url": base,

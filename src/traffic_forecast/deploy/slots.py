@@ -220,20 +220,27 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def stop_recorded(pid_file: Path, word: str) -> None:
-    """SIGTERM the process ``pid_file`` names, if it still runs with ``word`` in its command.
+def recorded(pid_file: Path, word: str) -> int | None:
+    """The pid ``pid_file`` names, if that process still runs with ``word`` in its command.
 
-    The file is removed. A pid the kernel has given to another process since is left alone:
-    only a command line holding ``word`` as an argument (``retire``, ``guard``), or as its
-    program's name (``prometheus``), is ours.
+    A pid the kernel has given to another process since is not ours: only a command line
+    holding ``word`` as an argument (``retire``, ``guard``), or as its program's name
+    (``prometheus``), is.
     """
     if not pid_file.is_file():
-        return
+        return None
     pid = int(pid_file.read_text(encoding="utf-8"))
-    pid_file.unlink()
     cmdline = Path(f"/proc/{pid}/cmdline")
     args = cmdline.read_bytes().split(b"\0") if alive(pid) and cmdline.is_file() else []
-    if args and (word.encode() in args[1:] or Path(args[0].decode()).name == word):
+    ours = args and (word.encode() in args[1:] or Path(args[0].decode()).name == word)
+    return pid if ours else None
+
+
+def stop_recorded(pid_file: Path, word: str) -> None:
+    """SIGTERM the process ``pid_file`` names if it is still ours (`recorded`); remove the file."""
+    pid = recorded(pid_file, word)
+    pid_file.unlink(missing_ok=True)
+    if pid is not None:
         os.kill(pid, signal.SIGTERM)
         if pid in detached.CHILDREN:
             detached.CHILDREN.pop(pid).wait(timeout=10)
