@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from tests.deploy.bentos import BuiltBentos
     from tests.packaged import Packaged
     from traffic_forecast.serving.artifacts import ModelArtifacts
 
@@ -117,6 +118,14 @@ def packaged(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> P
     # The service tests serve this model, whatever other tests save into the store later.
     os.environ["TRAFFIC_FORECAST_MODEL"] = packaged.tag
     return packaged
+
+
+@pytest.fixture(scope="session")
+def built(packaged: Packaged, tmp_path_factory: pytest.TempPathFactory) -> BuiltBentos:
+    """Bentos of the packaged model that the deploy and experiment tests share (built once)."""
+    from tests.deploy.bentos import build_shared  # noqa: PLC0415
+
+    return build_shared(packaged, tmp_path_factory.mktemp("bentos"))
 
 
 @pytest.fixture(scope="session")

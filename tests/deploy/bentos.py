@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
@@ -21,6 +22,25 @@ def custom_bento(packaged: Packaged, folder: Path, edit: Callable[[Path], None])
     with bentoml.models.create(packaged.cfg.serving.model_name) as model:
         shutil.copytree(folder, model.path, dirs_exist_ok=True)
     return bento.build_bento()  # takes the newest model: this one
+
+
+@dataclass(frozen=True)
+class BuiltBentos:
+    """Bentos several modules deploy (the `built` fixture: each made once per session)."""
+
+    plain: str  # the packaged model as `make bento` builds it
+    naive: str  # seasonal naive where the model should be: well-formed, worse
+    no_capacity: str  # without capacity data: /capacity answers 503
+
+
+def build_shared(packaged: Packaged, root: Path) -> BuiltBentos:
+    """Build `BuiltBentos` under ``root``."""
+    _, plain = bento.build(packaged.cfg)
+    return BuiltBentos(
+        plain,
+        custom_bento(packaged, root / "naive", seasonal_naive),
+        custom_bento(packaged, root / "no-capacity", without_capacity),
+    )
 
 
 def without_capacity(folder: Path) -> None:

@@ -18,7 +18,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.deploy.bentos import custom_bento, seasonal_naive, without_capacity
+from tests.deploy.bentos import BuiltBentos, custom_bento
 from tests.deploy.load import Loads
 from tests.packaged import Packaged
 from tests.serving.server import on_free_ports
@@ -50,19 +50,19 @@ class Bentos:
 
 
 @pytest.fixture(scope="module")
-def bentos(packaged: Packaged, tmp_path_factory: pytest.TempPathFactory) -> Bentos:
+def bentos(
+    packaged: Packaged, built: BuiltBentos, tmp_path_factory: pytest.TempPathFactory
+) -> Bentos:
     root = tmp_path_factory.mktemp("bentos")
-    _, v1 = bento.build(packaged.cfg)
     _, v2 = bento.build(packaged.cfg)
-
     return Bentos(
-        v1,
+        built.plain,
         v2,
-        worse=custom_bento(packaged, root / "worse", seasonal_naive),
+        worse=built.naive,
         broken=custom_bento(
             packaged, root / "broken", lambda f: (f / "forecaster.zip").write_bytes(b"x")
         ),
-        no_capacity=custom_bento(packaged, root / "no-capacity", without_capacity),
+        no_capacity=built.no_capacity,
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from traffic_forecast.deploy import slots
+from traffic_forecast.deploy import detached, slots
 from traffic_forecast.deploy.state import COLOURS
 
 
@@ -64,3 +65,27 @@ def test_a_second_deploy_reuses_the_slot_home_and_follows_a_moved_store(
     slots.slot_home(state_dir, "blue")
 
     assert (first / "bentos").resolve() == (tmp_path / "new" / "bentos").resolve()
+
+
+def test_a_pid_file_names_our_process_only_while_it_runs_as_ours(tmp_path: Path) -> None:
+    """A child this process started is ours at once; another process if its command names us.
+
+    Just after the start, a child's /proc command line may still be empty.
+    """
+    pid_file = tmp_path / "sleep.pid"
+    child = detached.start(["sleep", "30"], tmp_path / "sleep.log")
+    pid_file.write_text(str(child.pid), encoding="utf-8")
+    assert slots.recorded(pid_file, "prometheus") == child.pid  # our child, whatever it runs
+    stranger = subprocess.Popen(["sleep", "30"])  # not started through `detached`
+    try:
+        pid_file.write_text(str(stranger.pid), encoding="utf-8")
+        assert slots.recorded(pid_file, "prometheus") is None  # a reused pid is left alone
+        assert slots.recorded(pid_file, "sleep") == stranger.pid
+    finally:
+        stranger.kill()
+        stranger.wait()
+    pid_file.write_text(str(child.pid), encoding="utf-8")
+    slots.stop_recorded(pid_file, "sleep")
+    assert not pid_file.exists()
+    assert slots.recorded(pid_file, "sleep") is None
+    assert child.poll() is not None  # stopped (and reaped)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.deploy.bentos import custom_bento, seasonal_naive, without_capacity
+from tests.deploy.bentos import BuiltBentos
 from tests.packaged import Packaged
 from tests.serving.server import free_port, on_free_ports
 from traffic_forecast.core.config import Config
@@ -30,7 +30,7 @@ from traffic_forecast.deploy import checks, prometheus, rollout, slots
 from traffic_forecast.deploy.state import DeployError, load
 from traffic_forecast.experiment import demo, run
 from traffic_forecast.experiment.record import CHALLENGER, CHAMPION, ENDED, STOPPED
-from traffic_forecast.serving import bento, predictions
+from traffic_forecast.serving import predictions
 from traffic_forecast.serving.guard import ARM_HEADER, EXPERIMENT_HEADER, VERSION_HEADER
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
@@ -47,14 +47,8 @@ class Bentos:
 
 
 @pytest.fixture(scope="module")
-def bentos(packaged: Packaged, tmp_path_factory: pytest.TempPathFactory) -> Bentos:
-    root = tmp_path_factory.mktemp("bentos")
-    _, champion = bento.build(packaged.cfg)
-    return Bentos(
-        champion,
-        custom_bento(packaged, root / "naive", seasonal_naive),
-        custom_bento(packaged, root / "no-capacity", without_capacity),
-    )
+def bentos(built: BuiltBentos) -> Bentos:
+    return Bentos(built.plain, built.naive, built.no_capacity)
 
 
 @pytest.fixture(scope="module")

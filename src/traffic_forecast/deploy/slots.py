@@ -230,6 +230,8 @@ def recorded(pid_file: Path, word: str) -> int | None:
     if not pid_file.is_file():
         return None
     pid = int(pid_file.read_text(encoding="utf-8"))
+    if pid in detached.CHILDREN:  # started by this process: its command line may still be empty
+        return pid if alive(pid) else None
     cmdline = Path(f"/proc/{pid}/cmdline")
     args = cmdline.read_bytes().split(b"\0") if alive(pid) and cmdline.is_file() else []
     ours = args and (word.encode() in args[1:] or Path(args[0].decode()).name == word)
