@@ -8,8 +8,6 @@ conf/ also holds agree with it; every runbook is a README section.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +15,15 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.deploy.promtool import promtool
 from traffic_forecast.core.config import Config
 from traffic_forecast.deploy import alerts
 
 RULES = REPO_ROOT / alerts.RULES
 TEST_FILES = (RULES.parent / "tests.yml", RULES.parent / "tests-weekly.yml")
 SEVERITIES = {"page", "ticket"}
-PROMTOOL = shutil.which("promtool") or "promtool"  # Debian's `prometheus` (make system-deps)
 DURATION = re.compile(r"^(\d+)([smh])$")
 SECONDS = {"s": 1, "m": 60, "h": 3600}
-
-
-def _promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PROMTOOL, *map(str, args)], capture_output=True, text=True, check=False, timeout=120
-    )
 
 
 def _cases() -> dict[str, list[tuple[Path, dict[str, Any], dict[str, Any]]]]:
@@ -51,10 +43,10 @@ def _seconds(duration: str) -> int:
 
 
 def test_promtool_finds_the_rules_valid_and_their_tests_passing() -> None:
-    checked = _promtool("check", "rules", RULES)
+    checked = promtool("check", "rules", RULES)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 20 rules found" in checked.stdout
-    tested = _promtool("test", "rules", *TEST_FILES)
+    tested = promtool("test", "rules", *TEST_FILES)
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
@@ -125,7 +117,7 @@ def test_each_threshold_and_for_is_pinned_by_a_case(tmp_path: Path) -> None:
             (folder / "tests.yml").write_text(
                 yaml.safe_dump(suite | {"tests": mine}), encoding="utf-8"
             )
-            result = _promtool("test", "rules", folder / "tests.yml")
+            result = promtool("test", "rules", folder / "tests.yml")
             assert result.returncode != 0, f"{alert.name}: {key}={value} passes every case"
             tried += 1
     assert tried == 24  # 12 thresholds (Down and SlotDown test `== 0`), 12 `for`s

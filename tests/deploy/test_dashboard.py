@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.deploy.promtool import promtool
 from traffic_forecast.deploy import alerts, dashboard
 
 BOARD = REPO_ROOT / alerts.DASHBOARD
@@ -88,12 +87,7 @@ def test_every_query_is_promql_on_series_that_exist(tmp_path: Path) -> None:
     }
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump(rules), encoding="utf-8")
-    checked = subprocess.run(
-        [shutil.which("promtool") or "promtool", "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    checked = promtool("check", "rules", path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     known = _known_series()
     for target in targets:

@@ -6,14 +6,13 @@ promtool accepts it, with the rules, and its jobs read the targets the deploy st
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.deploy.promtool import promtool
 from tests.serving.server import free_port
 from traffic_forecast.core.config import Config, PrometheusConfig
 from traffic_forecast.deploy import prometheus
@@ -46,12 +45,7 @@ def test_the_config_promtool_accepts_scrapes_the_deployment_with_the_rules(
     }
     path = tmp_path / "prometheus.yml"
     path.write_text(text, encoding="utf-8")
-    checked = subprocess.run(
-        [shutil.which("promtool") or "promtool", "check", "config", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    checked = promtool("check", "config", path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 20 rules found" in checked.stdout
 
