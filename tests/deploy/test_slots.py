@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,14 @@ def test_a_second_deploy_reuses_the_slot_home_and_follows_a_moved_store(
     assert (first / "bentos").resolve() == (tmp_path / "new" / "bentos").resolve()
 
 
+def _wait_for_exec(pid: int, program: bytes) -> None:
+    """Until /proc shows ``pid`` running ``program`` (just after a fork it may not yet)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while not cmdline.read_bytes().startswith(program + b"\0") and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_a_pid_file_names_our_process_only_while_it_runs_as_ours(tmp_path: Path) -> None:
     """A child this process started is ours at once; another process if its command names us.
 
@@ -78,6 +87,7 @@ def test_a_pid_file_names_our_process_only_while_it_runs_as_ours(tmp_path: Path)
     assert slots.recorded(pid_file, "prometheus") == child.pid  # our child, whatever it runs
     stranger = subprocess.Popen(["sleep", "30"])  # not started through `detached`
     try:
+        _wait_for_exec(stranger.pid, b"sleep")  # as a pid file written by another process
         pid_file.write_text(str(stranger.pid), encoding="utf-8")
         assert slots.recorded(pid_file, "prometheus") is None  # a reused pid is left alone
         assert slots.recorded(pid_file, "sleep") == stranger.pid
