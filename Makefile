@@ -359,8 +359,9 @@ bento-export: repro ## Build the Bento and export it to build/traffic-forecast.b
 
 # Debian packages the tests and benchmarks start themselves: HAProxy (the blue/green router),
 # wrk (load), PostgreSQL (the shared store of live actuals, whose binaries are off PATH, in
-# /usr/lib/postgresql/<version>/bin) and Prometheus (promtool, and `make observe`). Installed with apt-get when missing (as root, or through
-# sudo). A production host has them already: its deploy installs nothing.
+# /usr/lib/postgresql/<version>/bin) and Prometheus (promtool, and `make observe`). Installed
+# with apt-get when missing (as root, or through sudo). A production host has them already: its
+# deploy installs nothing.
 .PHONY: system-deps
 system-deps: ## Install the Debian packages the tests start (haproxy, wrk, postgresql, java, prometheus) if missing
 	@missing=""; \

@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from traffic_forecast.deploy.prometheus import SLOTS_JOB
+
 UID = "traffic-forecast"
 SCHEMA_VERSION = 39  # Grafana 10.4 / 11
 WIDTH, HEIGHT, COLUMNS = 12, 8, 24  # two panels a row on Grafana's 24-column grid
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-JOB = '{job="traffic-forecast"}'
+JOB = f'{{job="{SLOTS_JOB}"}}'  # the service's series, read from the slots (as the rules do)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from traffic_forecast.deploy.state import (
 FOLDER = "prometheus"
 PID_FILE = "prometheus.pid"
 LOG_FILE = "prometheus.log"
-SLOTS_JOB = "traffic-forecast"
+SLOTS_JOB = "traffic-forecast"  # each slot: the job the rules and the dashboard read
 ROUTER_JOB = "traffic-forecast-router"
 
 
